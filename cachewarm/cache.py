@@ -1,0 +1,313 @@
+"""The cache-aside engine: read a summary through Redis, fill from DynamoDB.
+
+Reads never fail because of the cache. If the cache's Redis is down, slow or
+refuses us, the read goes to DynamoDB within a bounded time (socket timeouts),
+says ``cache="unavailable"``, and the engine skips the cache for a short backoff
+instead of paying the timeout again on every read.
+
+Correctness under concurrency (see :mod:`cachewarm.scripts`):
+
+* single-flight: a miss takes a lease; concurrent missers (threads or
+  processes) poll briefly for the holder's value instead of reading DynamoDB;
+* no stale sets: only the lease holder may fill, and a write voids the lease;
+* refresh-ahead: XFetch (Vattani et al., VLDB 2015) lets one reader recompute a
+  hot value shortly before it expires, so hot keys never go cold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cachewarm.hotkeys import HotKeys
+from cachewarm.keys import KeySchema, encode_name
+from cachewarm.metrics import Metrics
+from cachewarm.model import Summary
+from cachewarm.repository import RestaurantRepository
+from cachewarm.scripts import ACQUIRE, FILL, INVALIDATE, WARM
+from cachewarm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _NoValue:
+    """Sentinel for "nothing cached", distinct from a cached "not found" (dogpile's NO_VALUE)."""
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NO_VALUE: Any = _NoValue()
+
+# Cache statuses reported with every result.
+HIT, MISS, WAITED, UNAVAILABLE, REFRESHED = "hit", "miss", "waited", "unavailable", "refreshed"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A decoded cached value: a summary, or a cached "not found" (summary None)."""
+
+    summary: Summary | None
+    version: int
+    delta: float  # seconds the fill took (XFetch's recompute cost)
+    expires_at: float  # epoch seconds
+
+    def encode(self) -> str:
+        """Serialize for Redis."""
+        body: dict[str, Any] = {"ver": self.version, "d": round(self.delta, 6), "e": round(self.expires_at, 3)}
+        if self.summary is not None:
+            body["s"] = self.summary.to_dict()
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> CacheEntry:
+        """Parse a value written by :meth:`encode`."""
+        body = json.loads(raw)
+        data = body.get("s")
+        return cls(
+            summary=Summary.from_dict(data) if data is not None else None,
+            version=int(body.get("ver", 0)),
+            delta=float(body.get("d", 0.0)),
+            expires_at=float(body.get("e", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What a read returned, where it came from and how long it took."""
+
+    name: str
+    summary: Summary | None
+    source: str  # "cache" or "db"
+    latency_ms: float
+    cache: str  # hit | miss | waited | refreshed | unavailable
+
+    @property
+    def found(self) -> bool:
+        """False when the restaurant does not exist."""
+        return self.summary is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form used by ``cachewarm get --json``."""
+        out: dict[str, Any] = {"name": self.name, "found": self.found}
+        if self.summary is not None:
+            out.update(self.summary.to_dict())
+        out.update(source=self.source, latency_ms=round(self.latency_ms, 3), cache=self.cache)
+        return out
+
+
+def xfetch_due(entry: CacheEntry, *, now: float, beta: float, rand: Callable[[], float]) -> bool:
+    """XFetch: recompute early with probability rising as expiry nears.
+
+    Due when ``now - delta * beta * ln(rand) >= expiry``; ``delta`` is what the
+    last fill cost, so expensive values start refreshing earlier.
+    """
+    if entry.delta <= 0 or beta <= 0:
+        return False
+    return now - entry.delta * beta * math.log(max(rand(), 1e-12)) >= entry.expires_at
+
+
+class CacheAside:
+    """Cache-aside reads of restaurant summaries, with leases, hot-key tracking and fail-open."""
+
+    def __init__(
+        self,
+        redis_client: Any,
+        repository: RestaurantRepository,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        xfetch_beta: float = 1.0,
+    ):
+        self.redis = redis_client
+        self.repo = repository
+        self.settings = settings
+        self.keys = KeySchema(prefix=settings.key_prefix)
+        self.hot = HotKeys(redis_client, self.keys, sample_rate=settings.hot_sample_rate, rand=rand)
+        self.metrics = Metrics(redis_client, self.keys)
+        self.clock = clock
+        self.rand = rand
+        self.xfetch_beta = xfetch_beta
+        self._skip_until = 0.0
+        self._breaker = threading.Lock()
+        self._acquire = redis_client.register_script(ACQUIRE)
+        self._fill = redis_client.register_script(FILL)
+        self._warm = redis_client.register_script(WARM)
+        self._invalidate = redis_client.register_script(INVALIDATE)
+
+    # -- public API ----------------------------------------------------------
+    def fetch(self, name: str) -> FetchResult:
+        """Read one summary: from the cache on a hit, else from DynamoDB (and fill)."""
+        encode_name(name)  # validate before touching anything
+        start = time.perf_counter()
+        if not self._cache_usable():
+            return self._from_db(name, start, UNAVAILABLE)
+        try:
+            raw = self._get_and_track(name)
+            if raw is not None:
+                entry = CacheEntry.decode(raw)
+                if xfetch_due(entry, now=self.clock(), beta=self.xfetch_beta, rand=self.rand):
+                    refreshed = self._refresh_early(name, start)
+                    if refreshed is not None:
+                        return refreshed
+                return self._result(name, entry.summary, "cache", start, HIT)
+            return self._miss(name, start)
+        except self._redis_errors() as exc:
+            self._trip(exc)
+            return self._from_db(name, start, UNAVAILABLE)
+
+    def invalidate(self, name: str, *, min_version: int | None = None) -> bool:
+        """Delete a name's cached summary and void its lease (delete on write).
+
+        ``min_version`` raises the floor, so no reader can store a version older
+        than the write that just happened. Returns True if a value was removed.
+        Errors propagate: a writer must know when invalidation failed.
+        """
+        removed = self._invalidate(
+            keys=[self.keys.summary(name), self.keys.lease(name), self.keys.floor(name)],
+            args=["" if min_version is None else int(min_version), self._floor_ttl_ms()],
+        )
+        self.metrics.incr("invalidations")
+        return bool(removed)
+
+    def store_many(self, summaries: Iterable[tuple[str, Summary | None, float]]) -> int:
+        """Write precomputed summaries ``(name, summary_or_None, fill_seconds)`` in one round trip.
+
+        Used by the warmer. Entries older than a writer's floor, or with a fill
+        in flight, are skipped. Returns how many were stored.
+        """
+        keys: list[str] = []
+        args: list[Any] = []
+        for name, summary, delta in summaries:
+            entry, ttl_ms = self._entry(summary, delta)
+            keys += [self.keys.summary(name), self.keys.lease(name), self.keys.floor(name)]
+            args += [entry.encode(), ttl_ms, entry.version]
+        if not keys:
+            return 0
+        stored = int(self._warm(keys=keys, args=args))
+        self.metrics.incr("fills", stored)
+        return stored
+
+    def peek(self, name: str) -> Any:
+        """The cached entry for ``name`` without tracking or filling, or NO_VALUE."""
+        raw = self.redis.get(self.keys.summary(name))
+        return NO_VALUE if raw is None else CacheEntry.decode(raw)
+
+    # -- internals -------------------------------------------------------------
+    def _get_and_track(self, name: str) -> bytes | None:
+        key = self.keys.summary(name)
+        weight = self.hot.sample_weight()
+        if not weight:
+            return self.redis.get(key)
+        # One round trip: the read and its bookkeeping travel together.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(key)
+        self.hot.record(pipe, name, weight, self.clock())
+        self.metrics.record_read(pipe, weight, self.clock())
+        return pipe.execute()[0]
+
+    def _miss(self, name: str, start: float) -> FetchResult:
+        deadline = start + self.settings.lease_wait_ms / 1000.0
+        token = secrets.token_hex(8)
+        pause = 0.002
+        waited = False
+        while True:
+            got = self._acquire(
+                keys=[self.keys.summary(name), self.keys.lease(name)],
+                args=[token, self.settings.lease_ms],
+            )
+            if got[0] == 1:
+                entry = CacheEntry.decode(got[1])
+                return self._result(name, entry.summary, "cache", start, WAITED if waited else HIT)
+            if got[0] == 2:
+                self.metrics.incr("misses")
+                return self._fill_with_lease(name, token, start, MISS)
+            # Another caller is filling: wait for its value rather than read DynamoDB too.
+            if not waited:
+                self.metrics.incr("waits")
+            waited = True
+            if time.perf_counter() >= deadline:
+                self.metrics.incr("wait_timeouts")
+                return self._from_db(name, start, WAITED)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.025)
+
+    def _refresh_early(self, name: str, start: float) -> FetchResult | None:
+        token = secrets.token_hex(8)
+        lease = self.redis.set(self.keys.lease(name), token, nx=True, px=self.settings.lease_ms)
+        if not lease:
+            return None  # someone else is refreshing: serve the current value
+        self.metrics.incr("early_refreshes")
+        return self._fill_with_lease(name, token, start, REFRESHED)
+
+    def _fill_with_lease(self, name: str, token: str, start: float, status: str) -> FetchResult:
+        t0 = time.perf_counter()
+        summary = self.repo.get_summary(name)
+        delta = time.perf_counter() - t0
+        entry, ttl_ms = self._entry(summary, delta)
+        try:
+            stored = self._fill(
+                keys=[self.keys.summary(name), self.keys.lease(name), self.keys.floor(name)],
+                args=[token, entry.encode(), ttl_ms, entry.version],
+            )
+            self.metrics.record_fill(int(stored), delta)
+        except self._redis_errors() as exc:
+            # The read itself succeeded; a full or failing cache must not fail it.
+            log.warning("cache fill for %r failed: %s", name, exc)
+        return self._result(name, summary, "db", start, status)
+
+    def _entry(self, summary: Summary | None, delta: float) -> tuple[CacheEntry, int]:
+        if summary is None:
+            ttl = float(self.settings.negative_ttl)
+        else:
+            ttl = self.settings.cache_ttl * (1.0 + self.settings.cache_ttl_jitter * self.rand())
+        entry = CacheEntry(
+            summary=summary,
+            version=summary.version if summary is not None else 0,
+            delta=delta,
+            expires_at=self.clock() + ttl,
+        )
+        return entry, max(1, int(ttl * 1000))
+
+    def _floor_ttl_ms(self) -> int:
+        # The floor must outlive any value that could still be filled from an old read.
+        return int(self.settings.cache_ttl * (1.0 + self.settings.cache_ttl_jitter) * 1000) + 60_000
+
+    def _from_db(self, name: str, start: float, status: str) -> FetchResult:
+        return self._result(name, self.repo.get_summary(name), "db", start, status)
+
+    def _result(self, name: str, summary: Summary | None, source: str, start: float, status: str):
+        return FetchResult(
+            name=name,
+            summary=summary,
+            source=source,
+            latency_ms=(time.perf_counter() - start) * 1000.0,
+            cache=status,
+        )
+
+    # -- fail-open circuit breaker ----------------------------------------------
+    @staticmethod
+    def _redis_errors() -> tuple[type[BaseException], ...]:
+        from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+        return (ConnectionError, TimeoutError, ResponseError)
+
+    def _cache_usable(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
+    def _trip(self, exc: BaseException) -> None:
+        with self._breaker:
+            self._skip_until = time.monotonic() + self.settings.cache_backoff
+        log.warning("cache unavailable, reading DynamoDB directly for %.1fs: %s", self.settings.cache_backoff, exc)

@@ -1,0 +1,102 @@
+"""Clients, built lazily and once per process.
+
+Nothing here connects at import. A prefork worker must not inherit a client from
+its parent (botocore sessions are not fork-safe), so each cache is keyed by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from cachewarm.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import redis
+
+_lock = threading.Lock()
+_clients: dict[tuple[Any, ...], Any] = {}
+
+#: Credentials handed to a local DynamoDB stand-in (dynalite checks their shape only).
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+def _cached(key: tuple[Any, ...], build):
+    full_key = (os.getpid(), *key)
+    client = _clients.get(full_key)
+    if client is None:
+        with _lock:
+            client = _clients.get(full_key)
+            if client is None:
+                client = _clients[full_key] = build()
+    return client
+
+
+def dynamodb_client(settings: Settings | None = None):
+    """A low-level boto3 DynamoDB client for this process.
+
+    Retries use botocore's ``standard`` mode: exponential backoff with jitter, a
+    cap, and only for throttling and transient errors.
+    """
+    settings = settings or get_settings()
+
+    def build():
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            region_name=settings.aws_region,
+            retries={"mode": "standard", "max_attempts": settings.dynamodb_max_attempts},
+            connect_timeout=settings.dynamodb_timeout,
+            read_timeout=settings.dynamodb_timeout,
+            max_pool_connections=64,
+            tcp_keepalive=True,
+        )
+        kwargs: dict[str, Any] = {"config": config}
+        if settings.dynamodb_endpoint:
+            kwargs["endpoint_url"] = settings.dynamodb_endpoint
+            session = boto3.session.Session()
+            if session.get_credentials() is None:
+                kwargs.update(LOCAL_CREDENTIALS)
+        return boto3.session.Session().client("dynamodb", **kwargs)
+
+    return _cached(("dynamodb", settings), build)
+
+
+def redis_client(url: str, *, timeout: float, retries: int = 1) -> redis.Redis:
+    """A redis-py client for ``url`` with bounded socket timeouts.
+
+    Retries are configuration (redis-py's ``Retry``), with jittered exponential
+    backoff, and only for connection and timeout errors.
+    """
+
+    def build():
+        import redis
+        from redis.backoff import ExponentialWithJitterBackoff
+        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.retry import Retry
+
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.01), retries),
+            retry_on_error=[ConnectionError, TimeoutError],
+            health_check_interval=30,
+            client_name="cachewarm",
+        )
+
+    return _cached(("redis", url, timeout, retries), build)
+
+
+def cache_redis(settings: Settings | None = None) -> redis.Redis:
+    """The cache's Redis client."""
+    settings = settings or get_settings()
+    return redis_client(settings.cache_url, timeout=settings.redis_timeout)
+
+
+def reset_clients() -> None:
+    """Forget every cached client (tests, and after settings change)."""
+    with _lock:
+        _clients.clear()

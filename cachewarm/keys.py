@@ -1,0 +1,88 @@
+"""The cache's key schema: namespaced, versioned, and safe for any name.
+
+A name is percent-encoded (UTF-8, everything but ``A-Za-z0-9_.-~`` escaped), so
+the key holds no glob characters (``* ? [ ] \\``), no whitespace or control
+characters, and no ``:`` that could be confused with our separators. The encoding
+is reversible and injective: two names never share a key, and a name that is a
+prefix of another gets a key that is a prefix only inside its own kind, which no
+code relies on because we never match per-name patterns.
+
+Layout (``cw`` is the configurable prefix, ``v1`` the schema version)::
+
+    cw:v1:sum:<name>     the cached summary (JSON), always with a TTL
+    cw:v1:lease:<name>   the fill lease token, with a millisecond TTL
+    cw:v1:floor:<name>   minimum restaurant version a fill may store (set on write)
+    cw:v1:hot:<bucket>   sorted set of read counts for one time bucket
+    cw:v1:stats:*        counters
+
+Bump ``SCHEMA_VERSION`` when the cached value's shape changes: old keys are then
+simply never read again and expire by TTL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from cachewarm.errors import InvalidNameError
+
+SCHEMA_VERSION = "v1"
+_SAFE = "-_.~"
+
+
+def encode_name(name: str) -> str:
+    """Encode a restaurant name into a key segment (reversible, glob-free)."""
+    if not isinstance(name, str) or name == "":
+        raise InvalidNameError("a restaurant name must be a non-empty string")
+    return quote(name, safe=_SAFE, errors="surrogatepass")
+
+
+def decode_name(segment: str) -> str:
+    """Inverse of :func:`encode_name`."""
+    return unquote(segment, errors="surrogatepass")
+
+
+@dataclass(frozen=True)
+class KeySchema:
+    """Builds every key we own under ``<prefix>:<version>:``."""
+
+    prefix: str = "cw"
+    version: str = SCHEMA_VERSION
+
+    @property
+    def root(self) -> str:
+        """The namespace every key starts with."""
+        return f"{self.prefix}:{self.version}:"
+
+    def summary(self, name: str) -> str:
+        """Key of a restaurant's cached summary."""
+        return f"{self.root}sum:{encode_name(name)}"
+
+    def lease(self, name: str) -> str:
+        """Key of the fill lease for a name."""
+        return f"{self.root}lease:{encode_name(name)}"
+
+    def floor(self, name: str) -> str:
+        """Key holding the lowest version a fill may store for a name."""
+        return f"{self.root}floor:{encode_name(name)}"
+
+    def hot_bucket(self, bucket: int) -> str:
+        """Sorted set of read counts for one time bucket."""
+        return f"{self.root}hot:{bucket}"
+
+    def stats(self, name: str) -> str:
+        """A counter or hash of counters."""
+        return f"{self.root}stats:{name}"
+
+    def summary_pattern(self) -> str:
+        """SCAN MATCH pattern for every summary key (the prefix holds no glob chars)."""
+        return f"{self.root}sum:*"
+
+    def name_from_summary_key(self, key: str | bytes) -> str:
+        """Recover the restaurant name from a summary key."""
+        if isinstance(key, bytes):
+            key = key.decode()
+        head = f"{self.root}sum:"
+        if not key.startswith(head):
+            raise ValueError(f"not a summary key: {key!r}")
+        return decode_name(key[len(head):])

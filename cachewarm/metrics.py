@@ -1,0 +1,75 @@
+"""Cache counters kept in Redis, in per-minute hashes that expire after a day.
+
+Counting must never fail a read, so every write here swallows Redis errors.
+Reads are counted through the (sampled) hit-path pipeline; misses, fills,
+waits, refusals and invalidations are counted exactly where they happen.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cachewarm.keys import KeySchema
+
+BUCKET_SECONDS = 60
+RETENTION_SECONDS = 25 * 3600
+
+#: fill() outcome codes from the FILL script, by counter name.
+FILL_OUTCOMES = {1: "fills", 0: "refused_lease", -1: "refused_floor"}
+
+
+class Metrics:
+    """Increment and read the cache's counters."""
+
+    def __init__(self, redis_client: Any, keys: KeySchema):
+        self.redis = redis_client
+        self.keys = keys
+
+    def bucket_key(self, now: float) -> str:
+        """Hash of counters for the minute containing ``now``."""
+        return self.keys.stats(f"m:{int(now // BUCKET_SECONDS)}")
+
+    def record_read(self, pipe: Any, weight: int, now: float) -> None:
+        """Queue a read's count on the hit-path pipeline."""
+        key = self.bucket_key(now)
+        pipe.hincrby(key, "reads", weight)
+        pipe.expire(key, RETENTION_SECONDS, nx=True)
+
+    def incr(self, field: str, amount: int = 1) -> None:
+        """Add to one counter in the current minute."""
+        self.incr_many({field: amount})
+
+    def record_fill(self, outcome: int, seconds: float) -> None:
+        """Count a fill attempt's outcome and its DynamoDB time."""
+        self.incr_many({FILL_OUTCOMES.get(outcome, "refused_lease"): 1, "fill_us": int(seconds * 1e6)})
+
+    def incr_many(self, amounts: dict[str, int]) -> None:
+        """Add to several counters in one round trip."""
+        from redis.exceptions import RedisError
+
+        key = self.bucket_key(time.time())
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for field, amount in amounts.items():
+                if amount:
+                    pipe.hincrby(key, field, amount)
+            pipe.expire(key, RETENTION_SECONDS, nx=True)
+            pipe.execute()
+        except RedisError:
+            pass
+
+    def window(self, seconds: int, now: float | None = None) -> dict[str, int]:
+        """Counter totals over the last ``seconds``."""
+        now = time.time() if now is None else now
+        first = int((now - seconds) // BUCKET_SECONDS) + 1
+        last = int(now // BUCKET_SECONDS)
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in range(first, last + 1):
+            pipe.hgetall(self.keys.stats(f"m:{minute}"))
+        totals: dict[str, int] = {}
+        for bucket in pipe.execute():
+            for field, value in bucket.items():
+                name = field.decode() if isinstance(field, bytes) else field
+                totals[name] = totals.get(name, 0) + int(value)
+        return totals

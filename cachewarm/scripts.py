@@ -1,0 +1,104 @@
+"""Lua scripts run atomically inside Redis. Each starts with its KEYS/ARGV header.
+
+Leases follow Facebook's memcache paper (NSDI 2013): a miss hands out at most one
+lease per key; only the lease holder may fill; a delete (invalidation) voids the
+lease, so a reader that loaded old data before a write can never store it after
+the write's invalidation. The version floor covers what a lease cannot: a
+reader that starts after the invalidation but still reads an old version from an
+eventually consistent index.
+"""
+
+from __future__ import annotations
+
+# Try to take the fill lease for a key that was just missed.
+#
+# KEYS[1] summary key
+# KEYS[2] lease key
+# ARGV[1] lease token (random, unique per attempt)
+# ARGV[2] lease time to live, in milliseconds
+#
+# Returns {1, value} if the value appeared meanwhile, {2} if we now hold the
+# lease, {0} if someone else holds it.
+ACQUIRE = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  return {1, value}
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {2}
+end
+return {0}
+"""
+
+# Store a value only if we still hold the lease and it is not older than the floor.
+#
+# KEYS[1] summary key
+# KEYS[2] lease key
+# KEYS[3] version floor key
+# ARGV[1] lease token
+# ARGV[2] value (serialized summary)
+# ARGV[3] time to live, in milliseconds (always > 0: every cache key expires)
+# ARGV[4] version of the restaurant in the value
+#
+# Returns 1 when stored, 0 when the lease is gone or not ours (invalidated or
+# expired), -1 when the value is older than the floor a writer set.
+FILL = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+local floor = redis.call('GET', KEYS[3])
+if floor and tonumber(ARGV[4]) < tonumber(floor) then
+  return -1
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# Replace values we computed without a lease (bulk warm), unless a writer's
+# floor says they are old. One call stores a whole chunk: one round trip.
+#
+# KEYS[3i-2], KEYS[3i-1], KEYS[3i]  summary, lease and floor keys of entry i
+# ARGV[3i-2]  value of entry i
+# ARGV[3i-1]  time to live in milliseconds of entry i
+# ARGV[3i]    version of entry i
+#
+# A live lease is left alone: its holder fills with data at least as new, and
+# overwriting would let an in-flight reader's lease check pass on our value.
+# Returns the number of entries stored.
+WARM = """
+local stored = 0
+for i = 1, #KEYS, 3 do
+  local n = (i + 2) / 3
+  local floor = redis.call('GET', KEYS[i + 2])
+  local version = tonumber(ARGV[3 * n])
+  if (not floor or version >= tonumber(floor)) and redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    redis.call('SET', KEYS[i], ARGV[3 * n - 2], 'PX', ARGV[3 * n - 1])
+    stored = stored + 1
+  end
+end
+return stored
+"""
+
+# Invalidate one name: drop the value and void any lease; optionally raise the floor.
+#
+# KEYS[1] summary key
+# KEYS[2] lease key
+# KEYS[3] version floor key
+# ARGV[1] new floor version, or '' for none
+# ARGV[2] floor time to live, in milliseconds
+#
+# Returns 1 if a value was removed, else 0.
+INVALIDATE = """
+local removed = redis.call('UNLINK', KEYS[1])
+redis.call('DEL', KEYS[2])
+if ARGV[1] ~= '' then
+  local floor = tonumber(redis.call('GET', KEYS[3]) or '-1')
+  if tonumber(ARGV[1]) > floor then
+    redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+  else
+    redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  end
+end
+return removed
+"""

@@ -1,0 +1,214 @@
+"""The one settings object. The environment is read here and nowhere else.
+
+Every field has a default and says why it is what it is. A bad value raises
+:class:`~cachewarm.errors.ConfigError` naming the variable, which the CLI and the
+Celery app turn into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
+
+from cachewarm.errors import ConfigError
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+#: Environment variables this project reads, by settings field. Tooling (compose
+#: checks, docs) imports this rather than repeating the names.
+ENV_VARS: dict[str, str] = {
+    "redis_url": "REDIS_URL",
+    "cache_redis_url": "CACHE_REDIS_URL",
+    "redis_hostname": "REDIS_HOSTNAME",
+    "dynamodb_endpoint": "AWS_ENDPOINT_URL_DYNAMODB",
+    "aws_region": "AWS_REGION",
+    "table_name": "TABLE_NAME",
+    "cache_ttl": "CACHE_TTL_SECONDS",
+    "cache_ttl_jitter": "CACHE_TTL_JITTER",
+    "negative_ttl": "CACHE_NEGATIVE_TTL_SECONDS",
+    "redis_timeout": "REDIS_TIMEOUT_SECONDS",
+    "cache_backoff": "CACHE_BACKOFF_SECONDS",
+    "lease_ms": "CACHE_LEASE_MS",
+    "lease_wait_ms": "CACHE_LEASE_WAIT_MS",
+    "key_prefix": "CACHE_KEY_PREFIX",
+    "hot_sample_rate": "HOT_SAMPLE_RATE",
+    "dynamodb_max_attempts": "DYNAMODB_MAX_ATTEMPTS",
+    "dynamodb_timeout": "DYNAMODB_TIMEOUT_SECONDS",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Build it with :func:`get_settings` or :meth:`from_env`."""
+
+    # Broker, and the cache unless cache_redis_url is set. The local default is a
+    # conventional single-machine Redis; the local stack exports its own URL.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # A separate cache instance, for teams that keep the broker apart from the cache.
+    cache_redis_url: str | None = None
+    # The original demo's variable, host[:port]; used only when REDIS_URL is unset.
+    redis_hostname: str | None = None
+    # botocore's own variable; None means real AWS.
+    dynamodb_endpoint: str | None = None
+    # Region for DynamoDB; dynalite ignores it but botocore insists on one.
+    aws_region: str = "us-east-1"
+    table_name: str = "Restaurants"
+    # Summary TTL, as the original demo had (15 minutes).
+    cache_ttl: int = 900
+    # TTLs get up to this fraction added at random so keys filled together expire apart.
+    cache_ttl_jitter: float = 0.1
+    # "Not found" is cached briefly: long enough to absorb a burst, short enough
+    # that a newly loaded restaurant shows up soon.
+    negative_ttl: int = 60
+    # Socket and connect timeout for the cache's Redis. Bounds how long a read can
+    # wait before it falls back to DynamoDB.
+    redis_timeout: float = 0.5
+    # After a cache failure, skip the cache for this long instead of paying the
+    # timeout on every read (a small circuit breaker).
+    cache_backoff: float = 2.0
+    # A fill lease lives this long: longer than a slow DynamoDB read, short enough
+    # that a crashed filler does not block others for long.
+    lease_ms: int = 3000
+    # Callers that lose the lease poll for the winner's value this long, then read
+    # DynamoDB themselves without filling.
+    lease_wait_ms: int = 2000
+    # Namespace for every key we own; SCAN only ever matches below it.
+    key_prefix: str = "cw"
+    # Fraction of cache reads that also count toward hot keys and hit ratio. The
+    # count rides in the read's pipeline, so 1.0 costs no extra round trip.
+    hot_sample_rate: float = 1.0
+    # botocore "standard" retry mode attempts, for throttling and transport errors.
+    dynamodb_max_attempts: int = 6
+    # botocore connect and read timeout.
+    dynamodb_timeout: float = 5.0
+
+    @property
+    def broker_url(self) -> str:
+        """Celery's broker URL."""
+        return self.redis_url
+
+    @property
+    def cache_url(self) -> str:
+        """The Redis URL used for cached summaries."""
+        return self.cache_redis_url or self.redis_url
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``), validating every value."""
+        env = os.environ if env is None else env
+        defaults = {f.name: f.default for f in fields(cls)}
+
+        def raw(field: str) -> str | None:
+            value = env.get(ENV_VARS[field])
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        hostname = raw("redis_hostname")
+        redis_url = raw("redis_url")
+        if redis_url is None and hostname is not None:
+            redis_url = _url_from_hostname(hostname)
+        redis_url = _redis_url(ENV_VARS["redis_url"], redis_url or defaults["redis_url"])
+        cache_url = raw("cache_redis_url")
+        if cache_url is not None:
+            cache_url = _redis_url(ENV_VARS["cache_redis_url"], cache_url)
+
+        endpoint = raw("dynamodb_endpoint")
+        if endpoint is not None:
+            _http_url(ENV_VARS["dynamodb_endpoint"], endpoint)
+        region = raw("aws_region") or env.get("AWS_DEFAULT_REGION", "").strip() or defaults["aws_region"]
+
+        table = raw("table_name") or defaults["table_name"]
+        _table_name(ENV_VARS["table_name"], table)
+
+        def number(field: str, kind: type, minimum: float, maximum: float | None = None):
+            value = raw(field)
+            if value is None:
+                return defaults[field]
+            return _number(ENV_VARS[field], value, kind, minimum, maximum)
+
+        prefix = raw("key_prefix") or defaults["key_prefix"]
+        if not prefix.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(ENV_VARS["key_prefix"], prefix, "use letters, digits, '-' or '_' only")
+
+        return cls(
+            redis_url=redis_url,
+            cache_redis_url=cache_url,
+            redis_hostname=hostname,
+            dynamodb_endpoint=endpoint,
+            aws_region=region,
+            table_name=table,
+            cache_ttl=number("cache_ttl", int, 1),
+            cache_ttl_jitter=number("cache_ttl_jitter", float, 0.0, 1.0),
+            negative_ttl=number("negative_ttl", int, 1),
+            redis_timeout=number("redis_timeout", float, 0.01, 60),
+            cache_backoff=number("cache_backoff", float, 0.0, 3600),
+            lease_ms=number("lease_ms", int, 10),
+            lease_wait_ms=number("lease_wait_ms", int, 0),
+            key_prefix=prefix,
+            hot_sample_rate=number("hot_sample_rate", float, 0.0, 1.0),
+            dynamodb_max_attempts=number("dynamodb_max_attempts", int, 1, 20),
+            dynamodb_timeout=number("dynamodb_timeout", float, 0.1, 300),
+        )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings.from_env()
+
+
+def _url_from_hostname(hostname: str) -> str:
+    host, _, port = hostname.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise ConfigError(ENV_VARS["redis_hostname"], hostname, "expected host or host:port")
+    return f"redis://{host}:{port or 6379}/0"
+
+
+def _redis_url(variable: str, value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError on a non-numeric port
+    except ValueError as exc:
+        raise ConfigError(variable, value, str(exc)) from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(variable, value, "scheme must be redis://, rediss:// or unix://")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(variable, value, "unix:// needs a socket path")
+    elif not parts.hostname:
+        raise ConfigError(variable, value, "missing host")
+    elif port is not None and not 0 < port < 65536:
+        raise ConfigError(variable, value, "port out of range")
+    db = parts.path.lstrip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        raise ConfigError(variable, value, "the path must be a database number such as /0")
+    return value
+
+
+def _http_url(variable: str, value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ConfigError(variable, value, str(exc)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(variable, value, "expected an http:// or https:// URL")
+
+
+def _table_name(variable: str, value: str) -> None:
+    allowed = value.replace("_", "").replace("-", "").replace(".", "")
+    if not 3 <= len(value) <= 255 or not allowed.isalnum() or not allowed.isascii():
+        raise ConfigError(variable, value, "DynamoDB table names are 3-255 characters of a-z A-Z 0-9 _ - .")
+
+
+def _number(variable: str, value: str, kind: type, minimum: float, maximum: float | None):
+    try:
+        parsed = kind(value)
+    except ValueError:
+        raise ConfigError(variable, value, f"expected {'an integer' if kind is int else 'a number'}") from None
+    if parsed < minimum or (maximum is not None and parsed > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(variable, value, f"must be {bound}")
+    return parsed
