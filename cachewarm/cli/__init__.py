@@ -1,0 +1,47 @@
+"""The ``cachewarm`` command line. Each command group lives in its own module.
+
+No traceback reaches a user: project errors print one line and exit with their
+code (2 for a bad setting), anything unexpected prints one line and exits 1
+(set ``CACHEWARM_DEBUG=1`` to see the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from cachewarm.cli import read, stack, table
+from cachewarm.cli.output import err_console
+from cachewarm.errors import CachewarmError
+from cachewarm.masking import mask_text
+
+app = typer.Typer(
+    name="cachewarm",
+    help="Cache warmer and workers for a DynamoDB table behind Redis.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for module in (table, read, stack):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except CachewarmError as exc:
+        err_console.print(f"error: {mask_text(str(exc))}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # last resort: one line, not a traceback
+        if os.environ.get("CACHEWARM_DEBUG"):
+            raise
+        err_console.print(
+            f"error: unexpected {type(exc).__name__}: {mask_text(str(exc))} (set CACHEWARM_DEBUG=1 for details)",
+            markup=False, highlight=False,
+        )
+        sys.exit(1)

@@ -1,0 +1,3 @@
+from cachewarm.cli import main
+
+main()

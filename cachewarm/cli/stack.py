@@ -1,0 +1,92 @@
+"""``cachewarm stack up|run``: the embedded local stack (redis-server + dynalite)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from cachewarm.cli.output import console, err_console
+
+
+def stack_environ(extra: dict[str, str]) -> dict[str, str]:
+    """The current environment plus the stack's, with this venv's bin first on PATH."""
+    env = dict(os.environ)
+    env.update(extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``stack`` command group."""
+    group = typer.Typer(help="Run the embedded local stack (redis-server + dynalite).", no_args_is_help=True)
+
+    @group.command("up")
+    def up(
+        procfile: Path = typer.Option(Path("Procfile"), help="Processes to run on top of the stack."),
+        create_table: bool = typer.Option(True, help="Create the table if it does not exist."),
+    ) -> None:
+        """Start the stack and the Procfile's processes in the foreground; Ctrl-C stops everything."""
+        from honcho.environ import parse_procfile
+        from honcho.manager import Manager
+        from honcho.printer import Printer
+
+        from cachewarm.localstack import LocalStack
+
+        if not procfile.exists():
+            err_console.print(f"error: {procfile} not found", markup=False)
+            raise typer.Exit(2)
+        processes = parse_procfile(procfile.read_text()).processes
+        stack = LocalStack.start()
+        try:
+            env = stack_environ(stack.env)
+            _announce(stack)
+            if create_table:
+                _create_table(env)
+            manager = Manager(Printer(sys.stdout))
+            for name, command in processes.items():
+                manager.add_process(name, command, env=env)
+            manager.loop()
+            code = manager.returncode or 0
+        finally:
+            stack.stop()
+        raise typer.Exit(code if code not in (-2, 130) else 0)
+
+    @group.command(
+        "run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def run(ctx: typer.Context) -> None:
+        """Run a command with the stack up (e.g. ``cachewarm stack run -- cachewarm get X``)."""
+        from cachewarm.localstack import LocalStack
+
+        if not ctx.args:
+            err_console.print("error: give a command to run after --", markup=False)
+            raise typer.Exit(2)
+        stack = LocalStack.start()
+        try:
+            code = subprocess.call(ctx.args, env=stack_environ(stack.env))
+        finally:
+            stack.stop()
+        raise typer.Exit(code)
+
+    app.add_typer(group, name="stack")
+
+
+def _announce(stack) -> None:
+    for service in stack.started:
+        console.print(f"started {service.name} at {service.url} (log {service.log_path})", markup=False)
+    for reused in stack.reused:
+        console.print(f"reusing {reused}", markup=False)
+    exports = " ".join(f"{k}={v}" for k, v in stack.env.items() if not k.startswith("AWS_SECRET"))
+    console.print(f"export {exports}", markup=False, soft_wrap=True)
+
+
+def _create_table(env: dict[str, str]) -> None:
+    from cachewarm import service
+    from cachewarm.settings import Settings
+
+    settings = Settings.from_env(env)
+    service.repository(settings).create_table(wait=True)

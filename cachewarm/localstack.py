@@ -1,0 +1,236 @@
+"""The embedded local stack: redis-server and dynalite on this machine.
+
+It starts whatever is not already running and stops exactly what it started.
+Redis: an explicitly configured ``REDIS_URL`` that answers is reused; otherwise a
+private redis-server from PATH is started on a free port (never the machine's
+shared 6379). DynamoDB: an ``AWS_ENDPOINT_URL_DYNAMODB`` that answers is reused;
+otherwise dynalite from ``node_modules`` is started on a free port with its data
+under ``.run/``. The test fixtures use the same process helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cachewarm.errors import CachewarmError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = PROJECT_ROOT / ".run"
+
+
+class StackError(CachewarmError):
+    """A local service could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port that is free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Service:
+    """A process we started, and how to reach it."""
+
+    name: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) and reap it."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (fault injection)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+def _spawn(name: str, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None):
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
+    try:
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=dict(env) if env is not None else None,
+        )
+    finally:
+        log.close()
+
+
+def _wait_ready(name: str, process: subprocess.Popen, host: str, port: int, log_path: Path, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-800:] if log_path.exists() else ""
+            raise StackError(f"{name} exited with code {process.returncode}: {tail.strip()}")
+        if port_open(host, port):
+            return
+        time.sleep(0.05)
+    process.kill()
+    raise StackError(f"{name} did not open port {port} within {timeout:.0f}s (log: {log_path})")
+
+
+def redis_server_binary() -> str:
+    """Path of redis-server, or a clear error."""
+    path = shutil.which("redis-server")
+    if not path:
+        raise StackError("redis-server is not installed; run 'make setup' (it installs it with apt-get)")
+    return path
+
+
+def start_redis(
+    workdir: Path, *, port: int | None = None, extra_args: list[str] | tuple[str, ...] = (),
+    name: str = "redis", timeout: float = 15.0,
+) -> Service:
+    """Start a private redis-server on loopback, persisting nothing unless asked."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}.log"
+    argv = [
+        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+        "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+        *extra_args,
+    ]
+    process = _spawn(name, argv, log_path)
+    _wait_ready(name, process, "127.0.0.1", port, log_path, timeout)
+    return Service(name, f"redis://127.0.0.1:{port}/0", process, log_path)
+
+
+def dynalite_binary() -> str:
+    """Path of dynalite from the project's node_modules (or PATH)."""
+    local = PROJECT_ROOT / "node_modules" / ".bin" / "dynalite"
+    if local.exists():
+        return str(local)
+    found = shutil.which("dynalite")
+    if not found:
+        raise StackError("dynalite is not installed; run 'make setup' (npm ci installs it from package-lock.json)")
+    return found
+
+
+def start_dynalite(
+    workdir: Path, *, port: int | None = None, persist: bool = True, name: str = "dynalite",
+    timeout: float = 20.0,
+) -> Service:
+    """Start dynalite on loopback; with ``persist`` its data lives under ``workdir``."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}.log"
+    argv = [dynalite_binary(), "--port", str(port), "--host", "127.0.0.1"]
+    if persist:
+        argv += ["--path", str(workdir / "dynalite-data")]
+    process = _spawn(name, argv, log_path)
+    _wait_ready(name, process, "127.0.0.1", port, log_path, timeout)
+    return Service(name, f"http://127.0.0.1:{port}", process, log_path)
+
+
+def redis_answers(url: str, timeout: float = 0.5) -> bool:
+    """True if a Redis at ``url`` answers PING."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def http_answers(url: str) -> bool:
+    """True if something listens at the URL's host and port."""
+    parts = urlsplit(url)
+    return port_open(parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
+
+
+@dataclass
+class LocalStack:
+    """Starts the missing services; :meth:`stop` stops only those it started."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    started: list[Service] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, environ: Mapping[str, str] | None = None, run_dir: Path = RUN_DIR) -> LocalStack:
+        """Start what is not running; the returned ``env`` points at every service."""
+        environ = os.environ if environ is None else environ
+        stack = cls()
+        try:
+            redis_url = environ.get("REDIS_URL", "").strip()
+            if redis_url and redis_answers(redis_url):
+                stack.reused.append(f"redis {redis_url}")
+            else:
+                service = start_redis(run_dir / "redis")
+                stack.started.append(service)
+                redis_url = service.url
+            stack.env["REDIS_URL"] = redis_url
+
+            endpoint = environ.get("AWS_ENDPOINT_URL_DYNAMODB", "").strip()
+            if endpoint and http_answers(endpoint):
+                stack.reused.append(f"dynamodb {endpoint}")
+            else:
+                service = start_dynalite(run_dir / "dynalite")
+                stack.started.append(service)
+                endpoint = service.url
+            stack.env["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+            stack.env.setdefault("AWS_REGION", environ.get("AWS_REGION", "us-east-1") or "us-east-1")
+            if not environ.get("AWS_ACCESS_KEY_ID"):
+                stack.env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def stop(self) -> None:
+        """Stop what this stack started, newest first."""
+        while self.started:
+            self.started.pop().stop()
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def running_stack(environ: Mapping[str, str] | None = None) -> Iterator[LocalStack]:
+    """Context manager around :meth:`LocalStack.start`."""
+    stack = LocalStack.start(environ)
+    try:
+        yield stack
+    finally:
+        stack.stop()

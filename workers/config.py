@@ -1,0 +1,66 @@
+"""Celery configuration, derived from the project's one settings object.
+
+Celery imports this module when the app's configuration is first used. A bad
+setting ends the process with one line naming the variable and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from kombu import Queue
+
+from cachewarm.errors import ConfigError
+from cachewarm.settings import get_settings
+
+try:
+    _settings = get_settings()
+except ConfigError as _exc:
+    print(f"error: {_exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+#: Queues and the tasks routed to each. A worker with no -Q consumes them all.
+QUEUES = ("warm", "maintenance", "load", "bench")
+ROUTES = {
+    "cachewarm.warm_names": "warm",
+    "cachewarm.warm_hot": "warm",
+    "cachewarm.invalidate_stale": "maintenance",
+    "cachewarm.bulk_load": "load",
+    "cachewarm.load_chunk": "load",
+    "cachewarm.run_benchmark": "bench",
+}
+
+# Longest hard time limit of any task. The broker's visibility timeout must be
+# longer, or Redis redelivers a task that is still running.
+TASK_TIME_LIMIT = 1800
+
+broker_url = _settings.broker_url
+result_backend = _settings.broker_url
+result_expires = 24 * 3600
+result_extended = True  # Flower and `celery result` show names and arguments
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    "visibility_timeout": TASK_TIME_LIMIT * 2,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 10,
+    "health_check_interval": 25,
+}
+result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+task_queues = [Queue(name) for name in QUEUES]
+task_default_queue = "warm"
+task_routes = {name: {"queue": queue} for name, queue in ROUTES.items()}
+task_time_limit = TASK_TIME_LIMIT
+task_soft_time_limit = TASK_TIME_LIMIT - 60
+task_track_started = True
+task_send_sent_event = True
+worker_send_task_events = True
+# Long tasks and fair dispatch: a worker process takes one task at a time.
+worker_prefetch_multiplier = 1
+worker_hijack_root_logger = True

@@ -1,0 +1,1 @@
+"""Thin Celery tasks over the plain-Python core. Task names are listed in README.md."""
