@@ -300,9 +300,10 @@ class CacheAside:
     # -- fail-open circuit breaker ----------------------------------------------
     @staticmethod
     def _redis_errors() -> tuple[type[BaseException], ...]:
-        from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+        from redis.exceptions import RedisError
 
-        return (ConnectionError, TimeoutError, ResponseError)
+        # Any Redis failure (transport, auth, OOM, protocol) means "no cache", never "no answer".
+        return (RedisError, OSError)
 
     def _cache_usable(self) -> bool:
         return time.monotonic() >= self._skip_until

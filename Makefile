@@ -1,0 +1,54 @@
+# cachewarm: the two commands are `make demo` and `make test`. Each runs `setup` itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: setup demo up test test-fast bench synth lint clean redis-server
+
+setup: $(PY_STAMP) $(NODE_STAMP) redis-server ## idempotent: .venv, Node deps, redis-server
+
+$(PY_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,infra]'
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  echo "redis-server is missing; installing Debian's package"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi; }
+	@command -v redis-server >/dev/null || { echo "could not install redis-server" >&2; exit 1; }
+
+demo: setup ## the whole system on the embedded local stack, then stop it
+	$(BIN)/cachewarm demo
+
+up: setup ## local stack + Procfile processes in the foreground (Ctrl-C stops all)
+	$(BIN)/cachewarm stack up
+
+test: setup ## lint, unit and integration tests (real redis-server, dynalite, celery)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+test-fast: setup ## unit tests only
+	$(BIN)/pytest tests/unit
+
+bench: setup ## engineering benchmarks -> reports/benchmarks.json
+	$(BIN)/python -m benchmarks
+
+synth: setup ## offline CDK synth -> infra/cdk.out
+	cd infra && npx cdk synth
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf .run infra/cdk.out .pytest_cache .ruff_cache

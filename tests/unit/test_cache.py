@@ -1,0 +1,192 @@
+"""The cache-aside engine on fakeredis with an in-memory repository."""
+
+import threading
+import time
+
+import fakeredis
+import pytest
+import redis
+
+from cachewarm.cache import NO_VALUE, CacheAside, CacheEntry, xfetch_due
+from cachewarm.model import Summary
+from cachewarm.settings import Settings
+
+
+class FakeRepo:
+    """Counts reads; can block a read until released, to stage races deterministically."""
+
+    def __init__(self, data=None):
+        self.data = dict(data or {})
+        self.reads = 0
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+
+    def get_summary(self, name):
+        self.reads += 1
+        snapshot = self.data.get(name)
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(5)
+        return snapshot
+
+
+def summary(name, version=0, text="first"):
+    return Summary({"name": name, "version": version}, [{"id": "1", "review": text}])
+
+
+@pytest.fixture
+def server():
+    return fakeredis.FakeServer()
+
+
+def make(server, repo, **overrides):
+    settings = Settings(**{"lease_wait_ms": 2000, **overrides})
+    return CacheAside(fakeredis.FakeRedis(server=server), repo, settings)
+
+
+def test_miss_then_hit(server):
+    repo = FakeRepo({"A": summary("A")})
+    engine = make(server, repo)
+    first, second = engine.fetch("A"), engine.fetch("A")
+    assert (first.source, first.cache) == ("db", "miss")
+    assert (second.source, second.cache) == ("cache", "hit")
+    assert second.summary == first.summary
+    assert repo.reads == 1
+    assert first.latency_ms > 0 and second.latency_ms > 0
+
+
+def test_ttl_has_jitter_within_bounds(server):
+    repo = FakeRepo({f"n{i}": summary(f"n{i}") for i in range(40)})
+    engine = make(server, repo, cache_ttl=1000, cache_ttl_jitter=0.1)
+    ttls = set()
+    for i in range(40):
+        engine.fetch(f"n{i}")
+        ttls.add(engine.redis.pttl(engine.keys.summary(f"n{i}")))
+    assert all(1_000_000 - 1000 <= t <= 1_100_000 for t in ttls)
+    assert len(ttls) > 10
+
+
+def test_not_found_is_cached_briefly(server):
+    repo = FakeRepo()
+    engine = make(server, repo, negative_ttl=30)
+    first, second = engine.fetch("Ghost"), engine.fetch("Ghost")
+    assert not first.found and not second.found
+    assert second.source == "cache"
+    assert repo.reads == 1
+    assert 0 < engine.redis.pttl(engine.keys.summary("Ghost")) <= 30_000
+    assert engine.peek("Ghost").summary is None
+    assert engine.peek("Other") is NO_VALUE
+
+
+def test_cache_down_falls_back_to_db(server):
+    repo = FakeRepo({"A": summary("A")})
+    engine = make(server, repo)
+    server.connected = False
+    result = engine.fetch("A")
+    assert (result.source, result.cache, result.found) == ("db", "unavailable", True)
+    # The breaker skips the cache for a while instead of paying a timeout per read.
+    server.connected = True
+    assert engine.fetch("A").cache == "unavailable"
+
+
+def test_every_key_has_a_ttl(server):
+    repo = FakeRepo({"A": summary("A")})
+    engine = make(server, repo)
+    engine.fetch("A")
+    engine.fetch("missing")
+    engine.invalidate("A", min_version=3)
+    engine.hot.top(5, time.time())
+    for key in engine.redis.scan_iter(match="cw:*"):
+        assert engine.redis.pttl(key) > 0, key
+
+
+def test_single_flight_across_threads(server):
+    repo = FakeRepo({"A": summary("A")})
+    repo.gate = threading.Event()
+    engine = make(server, repo)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(engine.fetch("A"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    assert repo.entered.wait(5)
+    time.sleep(0.1)
+    repo.gate.set()
+    for t in threads:
+        t.join()
+    assert repo.reads == 1
+    assert sorted(r.cache for r in results).count("miss") == 1
+    assert all(r.found for r in results)
+
+
+def test_stale_set_is_refused_after_invalidation(server):
+    """A reader that loaded old data before a write must not cache it after the write."""
+    repo = FakeRepo({"A": summary("A", version=0, text="old")})
+    repo.gate = threading.Event()
+    slow = make(server, repo)
+    out = []
+    reader = threading.Thread(target=lambda: out.append(slow.fetch("A")))
+    reader.start()
+    assert repo.entered.wait(5)  # the slow reader holds the old data
+    repo.data["A"] = summary("A", version=1, text="new")  # the writer's transaction
+    writer = make(server, FakeRepo())
+    writer.invalidate("A", min_version=1)  # delete on write
+    repo.gate.set()
+    reader.join()
+    assert out[0].summary.reviews[0]["review"] == "old"  # the reader itself saw the old data...
+    assert slow.peek("A") is NO_VALUE  # ...but did not cache it
+    repo.gate = None
+    fresh = make(server, repo).fetch("A")
+    assert fresh.source == "db" and fresh.summary.reviews[0]["review"] == "new"
+
+
+def test_floor_refuses_an_old_version_read_after_invalidation(server):
+    # An eventually consistent index may still return version 0 after the write.
+    repo = FakeRepo({"A": summary("A", version=0)})
+    engine = make(server, repo)
+    engine.invalidate("A", min_version=1)
+    result = engine.fetch("A")
+    assert result.source == "db"
+    assert engine.peek("A") is NO_VALUE
+
+
+def test_store_many_respects_floor_and_counts(server):
+    engine = make(server, FakeRepo())
+    engine.invalidate("B", min_version=2)
+    stored = engine.store_many([("A", summary("A"), 0.01), ("B", summary("B", version=1), 0.01),
+                                ("C", None, 0.01)])
+    assert stored == 2
+    assert engine.peek("A").summary.name == "A"
+    assert engine.peek("B") is NO_VALUE
+    assert engine.peek("C").summary is None
+
+
+def test_xfetch_probability_rises_near_expiry():
+    entry = CacheEntry(summary=None, version=0, delta=0.1, expires_at=100.0)
+    far = sum(xfetch_due(entry, now=50.0, beta=1.0, rand=lambda r=r: r / 100) for r in range(1, 100))
+    near = sum(xfetch_due(entry, now=99.95, beta=1.0, rand=lambda r=r: r / 100) for r in range(1, 100))
+    assert far == 0
+    assert near > 30
+
+
+def test_hot_keys_rank_and_decay(server):
+    repo = FakeRepo({n: summary(n) for n in "ABC"})
+    now = [1_000_000.0]
+    engine = CacheAside(fakeredis.FakeRedis(server=server), repo, Settings(), clock=lambda: now[0])
+    for _ in range(5):
+        engine.fetch("A")
+    now[0] += 600  # ten minutes later: two half-lives
+    for _ in range(3):
+        engine.fetch("B")
+    engine.fetch("C")
+    ranked = [name for name, _ in engine.hot.top(3, now[0])]
+    assert ranked == ["B", "A", "C"]
+
+
+def test_redis_errors_other_than_transport_do_not_escape(server):
+    class Broken(fakeredis.FakeRedis):
+        def pipeline(self, *a, **k):
+            raise redis.exceptions.ResponseError("OOM command not allowed")
+
+    repo = FakeRepo({"A": summary("A")})
+    engine = CacheAside(Broken(server=server), repo, Settings())
+    assert engine.fetch("A").cache == "unavailable"

@@ -1,0 +1,78 @@
+"""The repository against moto: schema, and the 5-newest-reviews read model."""
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from cachewarm.errors import TableNotFoundError
+from cachewarm.repository import RestaurantRepository
+
+
+@pytest.fixture
+def repo(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        repo = RestaurantRepository(client, "Restaurants")
+        assert repo.create_table() is True
+        yield repo
+
+
+def put(repo, item):
+    from boto3.dynamodb.types import TypeSerializer
+
+    ser = TypeSerializer().serialize
+    repo.client.put_item(TableName=repo.table_name, Item={k: ser(v) for k, v in item.items()})
+
+
+def restaurant(name):
+    pk = f"REST#{name}"
+    return {"PK": pk, "SK": pk, "GSI1PK": pk, "GSI1SK": pk, "name": name, "cuisine": "Thai",
+            "address": "1 Road", "five_stars": 1, "four_stars": 0, "three_stars": 0, "two_stars": 0,
+            "one_stars": 0}
+
+
+def review(rest, rid, created_at, user=None):
+    user = user or f"user{rid}"
+    return {"PK": f"USER#{user}", "SK": f"REST#{rest}", "GSI1PK": f"REST#{rest}",
+            "GSI1SK": f"#REVIEW#{rid}", "id": rid, "restaurant": rest, "username": user, "rating": 4,
+            "review": "ok", "created_at": created_at}
+
+
+def test_create_table_is_idempotent(repo):
+    assert repo.create_table() is False
+    table = repo.describe()
+    assert {k["AttributeName"] for k in table["KeySchema"]} == {"PK", "SK"}
+    assert table["GlobalSecondaryIndexes"][0]["IndexName"] == "GSI1"
+
+
+def test_summary_has_the_five_newest_reviews_not_the_highest_ids(repo):
+    put(repo, restaurant("Thai Spot"))
+    # ids sort opposite to time: "f…" is the oldest, "0…" the newest.
+    dates = [f"2021-0{m}-01T00:00:00" for m in range(1, 9)]
+    ids = ["f0", "e0", "d0", "c0", "b0", "a0", "10", "00"]
+    for rid, created in zip(ids, dates, strict=True):
+        put(repo, review("Thai Spot", rid, created))
+    put(repo, review("Other", "ff", "2030-01-01T00:00:00"))
+    summary = repo.get_summary("Thai Spot")
+    assert summary.restaurant["name"] == "Thai Spot"
+    assert "PK" not in summary.restaurant
+    assert [r["id"] for r in summary.reviews] == ["00", "10", "a0", "b0", "c0"]
+    assert summary.reviews[0]["rating"] == 4 and isinstance(summary.reviews[0]["rating"], int)
+
+
+def test_unknown_restaurant_is_none(repo):
+    assert repo.get_summary("Nope") is None
+
+
+def test_missing_table_is_translated(repo):
+    other = RestaurantRepository(repo.client, "Missing")
+    with pytest.raises(TableNotFoundError) as info:
+        other.get_summary("x")
+    assert "table create" in str(info.value)
+
+
+def test_delete_table(repo):
+    assert repo.delete_table() is True
+    assert repo.delete_table() is False
