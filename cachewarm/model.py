@@ -14,6 +14,8 @@ RECENT_REVIEWS = 5
 RESTAURANT_PREFIX = "REST#"
 REVIEW_PREFIX = "#REVIEW#"
 USER_PREFIX = "USER#"
+#: The restaurant attribute counting each rating.
+STAR_ATTRIBUTES = {5: "five_stars", 4: "four_stars", 3: "three_stars", 2: "two_stars", 1: "one_stars"}
 #: Key attributes, which the summary drops (they are storage detail, not data).
 KEY_ATTRIBUTES = ("PK", "SK", "GSI1PK", "GSI1SK")
 

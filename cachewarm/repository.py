@@ -28,6 +28,9 @@ from cachewarm.errors import (
 )
 from cachewarm.model import (
     RESTAURANT_PREFIX,
+    REVIEW_PREFIX,
+    STAR_ATTRIBUTES,
+    USER_PREFIX,
     Summary,
     most_recent,
     plain,
@@ -108,6 +111,8 @@ class RestaurantRepository:
     def __init__(self, client: Any, table_name: str):
         self.client = client
         self.table_name = table_name
+        # False once the endpoint said it has no TransactWriteItems (dynalite).
+        self.transactions_supported = True
 
     # -- table lifecycle -------------------------------------------------
     def create_table(self, *, wait: bool = True) -> bool:
@@ -181,6 +186,136 @@ class RestaurantRepository:
             restaurant=plain(strip_keys(restaurant)),
             reviews=[plain(strip_keys(r)) for r in most_recent(reviews)],
         )
+
+    def current_versions(self, names: list[str]) -> dict[str, int | None]:
+        """Each restaurant's current version (None if it does not exist), via BatchGetItem.
+
+        Strongly consistent reads of the base table: this is the source of truth
+        an invalidation compares against.
+        """
+        import time
+
+        versions: dict[str, int | None] = dict.fromkeys(names)
+        pending = [
+            {"PK": {"S": restaurant_pk(n)}, "SK": {"S": restaurant_pk(n)}} for n in dict.fromkeys(names)
+        ]
+        with translate_errors(self.table_name):
+            for start in range(0, len(pending), 100):
+                request = {self.table_name: {"Keys": pending[start:start + 100], "ConsistentRead": True,
+                                             "ProjectionExpression": "PK, version"}}
+                for attempt in range(10):
+                    page = self.client.batch_get_item(RequestItems=request)
+                    for item in page.get("Responses", {}).get(self.table_name, []):
+                        name = item["PK"]["S"][len(RESTAURANT_PREFIX):]
+                        versions[name] = int(item.get("version", {}).get("N", "0"))
+                    request = page.get("UnprocessedKeys") or {}
+                    if not request:
+                        break
+                    time.sleep(min(1.0, 0.05 * 2**attempt))
+                else:
+                    raise ThrottledError("DynamoDB left keys unprocessed after 10 attempts")
+        return versions
+
+    # -- writes ------------------------------------------------------------
+    def add_review(
+        self, restaurant: str, *, username: str, rating: int, text: str, created_at: str, review_id: str,
+    ) -> tuple[dict[str, Any], int]:
+        """Write a review and bump the restaurant's star count and version in one transaction.
+
+        Optimistic concurrency: the restaurant update is conditional on the
+        version read just before, so the returned new version is exact; a
+        concurrent writer makes us re-read and try again.
+        Returns the review item and the restaurant's new version.
+        """
+        from boto3.dynamodb.types import TypeSerializer
+
+        if rating not in STAR_ATTRIBUTES:
+            raise PermanentError(f"rating must be 1-5, got {rating}")
+        serialize = TypeSerializer().serialize
+        pk = restaurant_pk(restaurant)
+        review = {
+            "PK": f"{USER_PREFIX}{username}", "SK": pk, "GSI1PK": pk, "GSI1SK": f"{REVIEW_PREFIX}{review_id}",
+            "id": review_id, "restaurant": restaurant, "username": username, "rating": rating,
+            "review": text, "created_at": created_at,
+        }
+        put = {
+            "TableName": self.table_name,
+            "Item": {k: serialize(v) for k, v in review.items()},
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+        duplicate = PermanentError(f"{username!r} has already reviewed {restaurant!r}")
+        with translate_errors(self.table_name):
+            for _ in range(10):
+                version = self._read_version(restaurant)
+                if not self.transactions_supported:
+                    return review, self._write_without_transaction(restaurant, put, rating, duplicate)
+                try:
+                    self.client.transact_write_items(
+                        TransactItems=[{"Put": put}, {"Update": self._bump(restaurant, rating, version)}]
+                    )
+                    return review, (version or 0) + 1
+                except self.client.exceptions.TransactionCanceledException as exc:
+                    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                    if reasons and reasons[0] == "ConditionalCheckFailed":
+                        raise duplicate from None
+                    if "ConditionalCheckFailed" not in reasons and "TransactionConflict" not in reasons:
+                        raise
+                    # another writer bumped the version first: re-read and retry
+                except self.client.exceptions.ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "UnknownOperationException":
+                        raise
+                    self.transactions_supported = False  # dynalite, the local stand-in, has none
+        raise ThrottledError(f"too many concurrent writers on {restaurant!r}; try again")
+
+    def _read_version(self, restaurant: str) -> int | None:
+        """The restaurant's version (None when it has none yet); PermanentError if it does not exist."""
+        pk = restaurant_pk(restaurant)
+        item = self.client.get_item(
+            TableName=self.table_name, Key={"PK": {"S": pk}, "SK": {"S": pk}},
+            ConsistentRead=True, ProjectionExpression="PK, version",
+        ).get("Item")
+        if item is None:
+            raise PermanentError(f"restaurant {restaurant!r} does not exist")
+        return int(item["version"]["N"]) if "version" in item else None
+
+    def _bump(self, restaurant: str, rating: int, version: int | None) -> dict[str, Any]:
+        """UpdateItem arguments: +1 star of ``rating`` and version+1, if the version is still ``version``."""
+        pk = restaurant_pk(restaurant)
+        values = {":one": {"N": "1"}, ":new": {"N": str((version or 0) + 1)}}
+        if version is None:
+            condition = "attribute_exists(PK) AND attribute_not_exists(version)"
+        else:
+            condition = "attribute_exists(PK) AND version = :v"
+            values[":v"] = {"N": str(version)}
+        return {
+            "TableName": self.table_name,
+            "Key": {"PK": {"S": pk}, "SK": {"S": pk}},
+            "UpdateExpression": f"ADD {STAR_ATTRIBUTES[rating]} :one SET version = :new",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _write_without_transaction(self, restaurant: str, put: dict, rating: int, duplicate: Exception) -> int:
+        """Emulate the transaction on a server without TransactWriteItems (dynalite).
+
+        The conditional review put goes first, so a duplicate review changes
+        nothing; the version-conditioned update is the commit point, retried on
+        a concurrent writer. Unlike the real transaction, a crash between the
+        two leaves the review without its star count: acceptable on a local
+        stand-in only. Returns the new version.
+        """
+        try:
+            self.client.put_item(**put)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise duplicate from None
+        for _ in range(10):
+            version = self._read_version(restaurant)
+            try:
+                self.client.update_item(**self._bump(restaurant, rating, version))
+                return (version or 0) + 1
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue
+        raise ThrottledError(f"too many concurrent writers on {restaurant!r}; try again")
 
     def count_items(self) -> int:
         """Approximate item count from DescribeTable (DynamoDB refreshes it every ~6 h)."""

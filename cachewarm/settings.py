@@ -36,6 +36,11 @@ ENV_VARS: dict[str, str] = {
     "key_prefix": "CACHE_KEY_PREFIX",
     "hot_sample_rate": "HOT_SAMPLE_RATE",
     "dynamodb_max_attempts": "DYNAMODB_MAX_ATTEMPTS",
+    "warm_hot_schedule": "WARM_HOT_SCHEDULE",
+    "warm_hot_top_k": "WARM_HOT_TOP_K",
+    "invalidate_stale_schedule": "INVALIDATE_STALE_SCHEDULE",
+    "benchmark_schedule": "BENCHMARK_SCHEDULE",
+    "benchmark_sample": "BENCHMARK_SAMPLE",
     "dynamodb_timeout": "DYNAMODB_TIMEOUT_SECONDS",
 }
 
@@ -84,6 +89,16 @@ class Settings:
     dynamodb_max_attempts: int = 6
     # botocore connect and read timeout.
     dynamodb_timeout: float = 5.0
+    # Beat schedules: seconds between runs, a 5-field crontab ("m h dom mon dow",
+    # UTC), or "off". Warming every 3 minutes refreshes hot keys well inside the
+    # 15-minute TTL; stale checks run every minute; the benchmark once a day.
+    warm_hot_schedule: str = "180"
+    # How many of the hottest names a scheduled warm refreshes.
+    warm_hot_top_k: int = 100
+    invalidate_stale_schedule: str = "60"
+    benchmark_schedule: str = "0 4 * * *"
+    # Restaurants sampled by the scheduled benchmark.
+    benchmark_sample: int = 50
 
     @property
     def broker_url(self) -> str:
@@ -128,6 +143,10 @@ class Settings:
                 return defaults[field]
             return _number(ENV_VARS[field], value, kind, minimum, maximum)
 
+        def schedule(field: str) -> str:
+            value = raw(field) or defaults[field]
+            return _schedule(ENV_VARS[field], value)
+
         prefix = raw("key_prefix") or defaults["key_prefix"]
         if not prefix.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(ENV_VARS["key_prefix"], prefix, "use letters, digits, '-' or '_' only")
@@ -150,6 +169,11 @@ class Settings:
             hot_sample_rate=number("hot_sample_rate", float, 0.0, 1.0),
             dynamodb_max_attempts=number("dynamodb_max_attempts", int, 1, 20),
             dynamodb_timeout=number("dynamodb_timeout", float, 0.1, 300),
+            warm_hot_schedule=schedule("warm_hot_schedule"),
+            warm_hot_top_k=number("warm_hot_top_k", int, 1, 100_000),
+            invalidate_stale_schedule=schedule("invalidate_stale_schedule"),
+            benchmark_schedule=schedule("benchmark_schedule"),
+            benchmark_sample=number("benchmark_sample", int, 1, 100_000),
         )
 
 
@@ -201,6 +225,31 @@ def _table_name(variable: str, value: str) -> None:
     allowed = value.replace("_", "").replace("-", "").replace(".", "")
     if not 3 <= len(value) <= 255 or not allowed.isalnum() or not allowed.isascii():
         raise ConfigError(variable, value, "DynamoDB table names are 3-255 characters of a-z A-Z 0-9 _ - .")
+
+
+def parse_schedule(value: str) -> float | tuple[str, ...] | None:
+    """``"off"`` -> None, ``"300"`` -> 300.0 seconds, a crontab -> its 5 fields."""
+    value = value.strip()
+    if value.lower() in ("off", "none", "disabled", "0"):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        fields_ = tuple(value.split())
+        if len(fields_) != 5 or not all(set(f) <= set("0123456789*/,-") for f in fields_):
+            raise ValueError("expected seconds, a 5-field crontab such as '*/5 * * * *', or 'off'") from None
+        return fields_
+    if seconds < 1:
+        raise ValueError("an interval must be at least 1 second")
+    return seconds
+
+
+def _schedule(variable: str, value: str) -> str:
+    try:
+        parse_schedule(value)
+    except ValueError as exc:
+        raise ConfigError(variable, value, str(exc)) from None
+    return value
 
 
 def _number(variable: str, value: str, kind: type, minimum: float, maximum: float | None):

@@ -12,8 +12,11 @@ from celery import Celery
 #: moving a module never breaks beat entries, Flower or callers.
 TASK_MODULES = [
     "workers.tasks.warm",
+    "workers.tasks.maintenance",
 ]
 
 app = Celery("cachewarm", include=TASK_MODULES)
 # A string is resolved on first access to app.conf, not now.
 app.config_from_object("workers.config")
+
+import workers.signals  # noqa: E402,F401 - connects start-up checks (connects to nothing)

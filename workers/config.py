@@ -12,6 +12,7 @@ from kombu import Queue
 
 from cachewarm.errors import ConfigError
 from cachewarm.settings import get_settings
+from workers.schedule import beat_schedule as _beat_schedule
 
 try:
     _settings = get_settings()
@@ -64,3 +65,15 @@ worker_send_task_events = True
 # Long tasks and fair dispatch: a worker process takes one task at a time.
 worker_prefetch_multiplier = 1
 worker_hijack_root_logger = True
+
+# Beat: celery-redbeat keeps the schedule in Redis behind a lock, so a second
+# beat process waits instead of dispatching every period twice. The lock is
+# renewed every loop; a dead beat's lock expires after redbeat_lock_timeout and
+# the standby takes over.
+beat_scheduler = "redbeat.RedBeatScheduler"
+beat_max_loop_interval = 5
+redbeat_redis_url = _settings.broker_url
+redbeat_redis_options = {"retry_period": 60}
+redbeat_key_prefix = f"{_settings.key_prefix}:redbeat"
+redbeat_lock_timeout = 30
+beat_schedule = _beat_schedule(_settings)

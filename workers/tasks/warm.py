@@ -25,3 +25,25 @@ def warm_names(self, names: list[str]) -> dict:
         report.requested, len(report.warmed), len(report.not_found), report.skipped, report.seconds,
     )
     return report.to_dict()
+
+
+@app.task(name="cachewarm.warm_hot", bind=True, ignore_result=False, **IDEMPOTENT, **RETRY_POLICY)
+def warm_hot(self, top: int = 100, chunk_size: int = 100) -> dict:
+    """Find the ``top`` hottest names and fan them out as ``warm_names`` chunks.
+
+    Refreshing the hot set on a schedule shorter than the TTL keeps hot keys
+    from ever going cold; XFetch covers the reads in between.
+    """
+    import time
+
+    from celery import group
+
+    from cachewarm.warming import chunked
+
+    engine = service.engine()
+    names = [name for name, _ in engine.hot.top(int(top), time.time())]
+    chunks = chunked(names, int(chunk_size))
+    if chunks:
+        group(warm_names.s(chunk) for chunk in chunks).apply_async()
+    log.info("warm_hot: %d hot names in %d chunks", len(names), len(chunks))
+    return {"names": len(names), "chunks": len(chunks), "top": names[:20]}

@@ -1,0 +1,127 @@
+"""A small fault-injecting HTTP proxy in front of dynalite.
+
+dynalite never throttles and botocore's Stubber bypasses retries, so tests that
+need a slow, counted, throttling or partially failing DynamoDB put this proxy
+between the code and dynalite. It counts requests per operation, can delay
+responses, hold a response until released (to stage races), and answer with
+throttling errors or trimmed ``UnprocessedItems`` a given number of times.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+
+@dataclass
+class Faults:
+    """What the proxy does to each operation (``Query``, ``BatchWriteItem``, ...)."""
+
+    delay: dict[str, float] = field(default_factory=dict)
+    # operation -> Event; the upstream response is held until the event is set
+    hold: dict[str, threading.Event] = field(default_factory=dict)
+    # operation -> [error code, remaining count]
+    errors: dict[str, list] = field(default_factory=dict)
+    # BatchWriteItem: this many responses return all but one item as unprocessed
+    unprocessed: int = 0
+
+
+class DynamoProxy:
+    """Run with ``with DynamoProxy(upstream) as proxy: proxy.url``."""
+
+    def __init__(self, upstream: str):
+        parts = urlsplit(upstream)
+        self.upstream_host, self.upstream_port = parts.hostname, parts.port
+        self.faults = Faults()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.log: list[tuple[float, str, int]] = []  # (time, operation, status)
+        self.lock = threading.Lock()
+        self.entered: dict[str, threading.Event] = collections.defaultdict(threading.Event)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+                status, headers, payload = proxy._handle(operation, dict(self.headers), body)
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> DynamoProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for event in self.faults.hold.values():
+            event.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _error(self, code: str) -> tuple[int, list, bytes]:
+        payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"})
+        return 400, [("Content-Type", "application/x-amz-json-1.0")], payload.encode()
+
+    def _handle(self, operation: str, headers: dict, body: bytes) -> tuple[int, list, bytes]:
+        with self.lock:
+            self.counts[operation] += 1
+            injected = self.faults.errors.get(operation)
+            if injected and injected[1] > 0:
+                injected[1] -= 1
+                self.log.append((time.monotonic(), operation, 400))
+                return self._error(injected[0])
+            trim = operation == "BatchWriteItem" and self.faults.unprocessed > 0
+            if trim:
+                self.faults.unprocessed -= 1
+        if trim:
+            # Write only the first item of each table; hand the rest back as unprocessed.
+            request = json.loads(body)
+            unprocessed = {}
+            for table, writes in request["RequestItems"].items():
+                request["RequestItems"][table] = writes[:1]
+                if writes[1:]:
+                    unprocessed[table] = writes[1:]
+            body = json.dumps(request).encode()
+        status, response_headers, payload = self._forward(headers, body)
+        if trim and status == 200:
+            answer = json.loads(payload)
+            answer["UnprocessedItems"] = unprocessed
+            payload = json.dumps(answer).encode()
+        self.entered[operation].set()
+        if operation in self.faults.delay:
+            time.sleep(self.faults.delay[operation])
+        if operation in self.faults.hold:
+            self.faults.hold[operation].wait(30)
+        with self.lock:
+            self.log.append((time.monotonic(), operation, status))
+        return status, response_headers, payload
+
+    def _forward(self, headers: dict, body: bytes) -> tuple[int, list, bytes]:
+        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=30)
+        try:
+            forwarded = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection", "content-length")}
+            conn.request("POST", "/", body=body, headers=forwarded)
+            response = conn.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            conn.close()
