@@ -1,0 +1,186 @@
+"""Deployment settings, read from CDK context (``-c key=value`` or ``cdk.json``) in one place.
+
+Every key is optional. ``-c`` values arrive as strings, ``cdk.json`` values may be typed, so every
+parser accepts both. A bad value raises :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from aws_cdk import RemovalPolicy
+
+
+class ConfigError(ValueError):
+    """A context value that cannot be used; the message names the key."""
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        super().__init__(f"context {key}={value!r}: {reason}")
+        self.key = key
+
+
+class Mode(Enum):
+    """Deployment shape. ``demo`` reproduces the original single-node cluster."""
+
+    PRODUCTION = "production"
+    DEMO = "demo"
+
+
+#: Context keys this app reads, with a one-line description. docs/deploying.md lists the same keys.
+CONTEXT_KEYS: dict[str, str] = {
+    "mode": "production (default) or demo",
+    "stackName": "CloudFormation stack name (default Cachewarm, or CachewarmDemo in demo mode)",
+    "vpcId": "existing VPC id; with privateSubnetIds it is imported offline, alone it is looked up",
+    "vpcName": "existing VPC Name tag, looked up (needs AWS credentials at synth)",
+    "privateSubnetIds": "comma-separated private subnet ids of vpcId (offline import)",
+    "availabilityZones": "comma-separated AZs of privateSubnetIds, in the same order (optional)",
+    "vpcCidr": "CIDR of an imported VPC (Flower then accepts connections from it), or of the created one",
+    "peerSecurityGroupId": "comma-separated security groups allowed to reach Redis and Flower",
+    "redisPort": "Redis port (default 6379)",
+    "cacheNodeType": "ElastiCache node type (default cache.t4g.small; demo cache.t3.small)",
+    "redisEngineVersion": "Redis engine version (default 7.1)",
+    "replicasPerShard": "read replicas in production mode (default 1, at least 1 for failover)",
+    "tableName": "DynamoDB table name (default Restaurants)",
+    "removalPolicy": "retain or destroy, for the table (default retain; demo destroy)",
+    "workerMinCount": "minimum worker tasks (default 1)",
+    "workerMaxCount": "maximum worker tasks (default 6; demo 2)",
+    "workerCpu": "worker task CPU units (default 1024)",
+    "workerMemory": "worker task memory MiB (default 2048)",
+    "cacheTtlSeconds": "CACHE_TTL_SECONDS for the workers (default 900)",
+    "logRetentionDays": "CloudWatch Logs retention (default 30)",
+}
+
+_SUBNET_RE = re.compile(r"^subnet-[0-9a-f]+$")
+_SG_RE = re.compile(r"^sg-[0-9a-f]+$")
+_VPC_RE = re.compile(r"^vpc-[0-9a-f]+$")
+_CIDR_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfraConfig:
+    """Everything the stack needs to know, with production defaults."""
+
+    mode: Mode = Mode.PRODUCTION
+    stack_name: str = "Cachewarm"
+    # Network: at most one of these shapes applies (see cachewarm_infra.network).
+    vpc_id: str | None = None
+    vpc_name: str | None = None
+    private_subnet_ids: tuple[str, ...] = ()
+    availability_zones: tuple[str, ...] = ()
+    vpc_cidr: str | None = None
+    peer_security_group_ids: tuple[str, ...] = ()
+    # Cache.
+    redis_port: int = 6379
+    cache_node_type: str = "cache.t4g.small"
+    redis_engine_version: str = "7.1"
+    replicas_per_shard: int = 1
+    # Table.
+    table_name: str = "Restaurants"
+    removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
+    # Workers.
+    worker_min_count: int = 1
+    worker_max_count: int = 6
+    worker_cpu: int = 1024
+    worker_memory: int = 2048
+    cache_ttl_seconds: int = 900
+    log_retention_days: int = 30
+
+    @property
+    def demo(self) -> bool:
+        return self.mode is Mode.DEMO
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> InfraConfig:
+        """Build the config from a context getter such as ``app.node.try_get_context``."""
+
+        def text(key: str) -> str | None:
+            value = get(key)
+            if value is None:
+                return None
+            value = str(value).strip()
+            return value or None
+
+        def listing(key: str, pattern: re.Pattern[str] | None = None) -> tuple[str, ...]:
+            value = get(key)
+            if value is None:
+                return ()
+            items = value if isinstance(value, list | tuple) else str(value).split(",")
+            items = tuple(str(item).strip() for item in items if str(item).strip())
+            for item in items:
+                if pattern is not None and not pattern.match(item):
+                    raise ConfigError(key, item, f"does not look like {pattern.pattern}")
+            return items
+
+        def integer(key: str, default: int, minimum: int, maximum: int) -> int:
+            value = text(key)
+            if value is None:
+                return default
+            try:
+                parsed = int(value)
+            except ValueError:
+                raise ConfigError(key, value, "expected an integer") from None
+            if not minimum <= parsed <= maximum:
+                raise ConfigError(key, value, f"must be between {minimum} and {maximum}")
+            return parsed
+
+        raw_mode = (text("mode") or "production").lower()
+        raw_mode = {"prod": "production"}.get(raw_mode, raw_mode)
+        try:
+            mode = Mode(raw_mode)
+        except ValueError:
+            raise ConfigError("mode", raw_mode, "expected production or demo") from None
+        demo = mode is Mode.DEMO
+
+        vpc_id = text("vpcId")
+        if vpc_id is not None and not _VPC_RE.match(vpc_id):
+            raise ConfigError("vpcId", vpc_id, "expected vpc-…")
+        subnets = listing("privateSubnetIds", _SUBNET_RE)
+        if subnets and vpc_id is None:
+            raise ConfigError("privateSubnetIds", ",".join(subnets), "needs vpcId as well")
+        zones = listing("availabilityZones")
+        if zones and len(subnets) % len(zones) != 0:
+            raise ConfigError("availabilityZones", ",".join(zones), "subnet count must be a multiple of it")
+        vpc_cidr = text("vpcCidr")
+        if vpc_cidr is not None and (not _CIDR_RE.match(vpc_cidr) or vpc_cidr.endswith("/0")):
+            raise ConfigError("vpcCidr", vpc_cidr, "expected the VPC's CIDR, such as 10.0.0.0/16")
+
+        removal = (text("removalPolicy") or ("destroy" if demo else "retain")).lower()
+        policies = {"retain": RemovalPolicy.RETAIN, "destroy": RemovalPolicy.DESTROY}
+        if removal not in policies:
+            raise ConfigError("removalPolicy", removal, "expected retain or destroy")
+
+        worker_min = integer("workerMinCount", 1, 0, 100)
+        worker_max = integer("workerMaxCount", 2 if demo else 6, 1, 200)
+        if worker_max < max(worker_min, 1):
+            raise ConfigError("workerMaxCount", worker_max, "must be at least workerMinCount and 1")
+
+        engine = text("redisEngineVersion") or "7.1"
+        if not re.match(r"^[67]\.\d+$", engine):
+            raise ConfigError("redisEngineVersion", engine, "expected a Redis 6.x or 7.x version such as 7.1")
+
+        return cls(
+            mode=mode,
+            stack_name=text("stackName") or ("CachewarmDemo" if demo else "Cachewarm"),
+            vpc_id=vpc_id,
+            vpc_name=text("vpcName"),
+            private_subnet_ids=subnets,
+            availability_zones=zones,
+            vpc_cidr=vpc_cidr,
+            peer_security_group_ids=listing("peerSecurityGroupId", _SG_RE),
+            redis_port=integer("redisPort", 6379, 1024, 65535),
+            cache_node_type=text("cacheNodeType") or ("cache.t3.small" if demo else "cache.t4g.small"),
+            redis_engine_version=engine,
+            replicas_per_shard=integer("replicasPerShard", 1, 1, 5),
+            table_name=text("tableName") or "Restaurants",
+            removal_policy=policies[removal],
+            worker_min_count=worker_min,
+            worker_max_count=worker_max,
+            worker_cpu=integer("workerCpu", 1024, 256, 16384),
+            worker_memory=integer("workerMemory", 2048, 512, 122880),
+            cache_ttl_seconds=integer("cacheTtlSeconds", 900, 1, 30 * 86400),
+            log_retention_days=integer("logRetentionDays", 30, 1, 3653),
+        )

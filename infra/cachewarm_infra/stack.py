@@ -1,0 +1,271 @@
+"""The one stack: composes the constructs, and is the only place that grants or opens anything."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aws_cdk import CfnOutput, Fn, Stack, Tags
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from cachewarm_infra.cache import RedisCache
+from cachewarm_infra.config import InfraConfig
+from cachewarm_infra.nag import acknowledge
+from cachewarm_infra.network import Network
+from cachewarm_infra.queue_metrics import QueueDepthMetric
+from cachewarm_infra.table import RestaurantsTable
+from cachewarm_infra.workers import WorkerServices
+
+#: The repository root: the Docker build context (Dockerfile and .dockerignore live there).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: What the workers do on the table (cachewarm.repository and loaders): read items and summaries,
+#: query GSI1, write in batches and transactions (TransactWriteItems is authorised per action:
+#: Put/Update/ConditionCheck), delete, describe, and scan to sample and count. No CreateTable,
+#: no DeleteTable, no stream or backup actions.
+TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DescribeTable",
+)
+
+
+#: Real resource ids carry 8 or 17 hex digits; CloudFormation's own validator rejects anything else.
+_CANONICAL_ID = re.compile(r"^(vpc|subnet|sg)-([0-9a-f]{8}|[0-9a-f]{17})$")
+
+#: CloudWatch Logs accepts only these retention periods (days).
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The shortest allowed retention that keeps logs at least ``days`` days."""
+    return _RETENTION[min(allowed for allowed in _RETENTION if allowed >= days)]
+
+
+class CachewarmStack(Stack):
+    """Redis (ElastiCache), the ``Restaurants`` table and the Celery services, wired together."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        retention = _retention(config.log_retention_days)
+        Tags.of(self).add("project", "cachewarm")
+        Tags.of(self).add("cachewarm:mode", config.mode.value)
+
+        self.network = Network(
+            self,
+            "Network",
+            vpc_id=config.vpc_id,
+            vpc_name=config.vpc_name,
+            private_subnet_ids=config.private_subnet_ids,
+            availability_zones=config.availability_zones,
+            vpc_cidr=config.vpc_cidr,
+            log_retention=retention,
+        )
+        vpc = self.network.vpc
+        subnets = self.network.private_subnets
+
+        self.cache = RedisCache(
+            self,
+            "Redis",
+            vpc=vpc,
+            subnet_ids=self.network.private_subnet_ids,
+            demo=config.demo,
+            node_type=config.cache_node_type,
+            engine_version=config.redis_engine_version,
+            port=config.redis_port,
+            replicas=config.replicas_per_shard,
+        )
+        self.table = RestaurantsTable(
+            self, "Restaurants", table_name=config.table_name, removal_policy=config.removal_policy
+        )
+
+        image = ecr_assets.DockerImageAsset(
+            self,
+            "Image",
+            directory=str(REPO_ROOT),
+            platform=ecr_assets.Platform.LINUX_AMD64,
+        )
+        # The names are the app's contract (cachewarm.settings.ENV_VARS); REDIS_AUTH_TOKEN is spliced
+        # into REDIS_URL by the image's entrypoint (infra/docker/entrypoint.sh).
+        environment = {
+            "REDIS_URL": self.cache.url_without_secret,
+            "TABLE_NAME": self.table.table.table_name,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "CACHE_TTL_SECONDS": str(config.cache_ttl_seconds),
+        }
+        secrets = {}
+        if self.cache.auth_secret is not None:
+            secrets["REDIS_AUTH_TOKEN"] = ecs.Secret.from_secrets_manager(self.cache.auth_secret)
+        self.workers = WorkerServices(
+            self,
+            "Workers",
+            vpc=vpc,
+            subnets=subnets,
+            image=ecs.ContainerImage.from_docker_image_asset(image),
+            environment=environment,
+            secrets=secrets,
+            worker_min_count=config.worker_min_count,
+            worker_max_count=config.worker_max_count,
+            worker_cpu=config.worker_cpu,
+            worker_memory=config.worker_memory,
+            log_retention=retention,
+        )
+        self.queue_depth = QueueDepthMetric(
+            self,
+            "QueueDepth",
+            vpc=vpc,
+            subnets=subnets,
+            security_group=self.workers.security_group,
+            redis_host=self.cache.host,
+            redis_port=config.redis_port,
+            redis_tls=self.cache.tls,
+            stack_name=config.stack_name,
+            auth_secret_arn=self.cache.auth_secret.secret_arn if self.cache.auth_secret else None,
+            log_retention=retention,
+        )
+        self.workers.scale_on_queue_depth(self.queue_depth.metric)
+
+        self._acknowledge_placeholder_ids(config)
+        self._connect(config)
+        self._grant()
+        self._outputs()
+
+    def _acknowledge_placeholder_ids(self, config: InfraConfig) -> None:
+        """Let offline synth run with short placeholder ids such as ``vpc-0123``.
+
+        CDK's built-in CloudFormation validation checks id formats. The acknowledgment is added only
+        for a kind of id whose context value is not canonical, so a real deployment keeps the check.
+        """
+        by_rule = {
+            "E1151": ("vpcId", [config.vpc_id] if config.vpc_id else []),
+            "E1154": ("privateSubnetIds", list(config.private_subnet_ids)),
+            "E1150": ("peerSecurityGroupId", list(config.peer_security_group_ids)),
+        }
+        for rule, (key, ids) in by_rule.items():
+            placeholders = [value for value in ids if not _CANONICAL_ID.match(value)]
+            if placeholders:
+                acknowledge(
+                    self,
+                    f"CloudFormation-Validate::{rule}",
+                    f"context {key} holds placeholder ids ({', '.join(placeholders)}) for offline synth; "
+                    "real ids (8 or 17 hex digits) are validated as usual.",
+                )
+
+    # --- network access: security groups only, never a CIDR for Redis ----------------------------
+
+    def _connect(self, config: InfraConfig) -> None:
+        self.cache.allow_from(self.workers.security_group, "cachewarm tasks and the queue-depth function")
+        for index, group_id in enumerate(config.peer_security_group_ids):
+            peer = ec2.SecurityGroup.from_security_group_id(self, f"Peer{index}", group_id, mutable=False)
+            self.cache.allow_from(peer, f"peer security group {group_id} (context peerSecurityGroupId)")
+            self.workers.allow_flower_from(peer, f"peer security group {group_id} (context peerSecurityGroupId)")
+        if self.network.vpc_cidr is not None:
+            self.workers.allow_flower_from(
+                ec2.Peer.ipv4(self.network.vpc_cidr), "Flower from inside the VPC (basic auth required)"
+            )
+
+    # --- IAM ----------------------------------------------------------------------------------------
+
+    def _grant(self) -> None:
+        table = self.table.table
+        table.grant(self.workers.worker_task_role, *TABLE_ACTIONS)
+        if self.cache.auth_secret is not None:
+            self.cache.auth_secret.grant_read(self.queue_depth.function)
+        self.queue_depth.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": "Cachewarm"}},
+            )
+        )
+
+        worker_policy = self.workers.worker_task_role.node.find_child("DefaultPolicy")
+        table_id = self.get_logical_id(table.node.default_child)
+        acknowledge(
+            worker_policy,
+            f"AwsSolutions-IAM5[Resource::<{table_id}.Arn>/index/*]",
+            "table.grant() covers the table's indexes with index/*; the table has exactly one index, GSI1, "
+            "which the summary reader queries.",
+        )
+        for task_definition in (
+            self.workers.worker_task_definition,
+            self.workers.beat_task_definition,
+            self.workers.flower_task_definition,
+        ):
+            role_policy = task_definition.task_role.node.find_child("DefaultPolicy")
+            acknowledge(
+                role_policy,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ECS Exec (ssmmessages channels) has no resource-level permissions; it is how operators "
+                "run `cachewarm` next to Redis and port-forward Flower.",
+            )
+            execution_policy = task_definition.obtain_execution_role().node.find_child("DefaultPolicy")
+            acknowledge(
+                execution_policy,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are "
+                "scoped to the asset repository.",
+            )
+        function_policy = self.queue_depth.function.role.node.find_child("DefaultPolicy")
+        acknowledge(
+            function_policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData has no resource-level permissions; the statement is limited to the "
+            "Cachewarm namespace by a condition.",
+        )
+
+    # --- outputs ------------------------------------------------------------------------------------
+
+    def _outputs(self) -> None:
+        CfnOutput(self, "RedisEndpoint", value=self.cache.endpoint, description="Redis primary host:port")
+        CfnOutput(
+            self,
+            "RedisUrl",
+            value=self.cache.url_without_secret,
+            description="REDIS_URL without the AUTH token (the token is in RedisAuthSecretArn)",
+        )
+        if self.cache.auth_secret is not None:
+            CfnOutput(self, "RedisAuthSecretArn", value=self.cache.auth_secret.secret_arn)
+        CfnOutput(self, "TableName", value=self.table.table.table_name)
+        CfnOutput(
+            self,
+            "FlowerUrl",
+            value=self.workers.flower_url,
+            description="Flower, inside the VPC only (Cloud Map DNS); basic auth from FlowerSecretArn",
+        )
+        CfnOutput(self, "FlowerSecretArn", value=self.workers.flower_secret.secret_arn)
+        CfnOutput(self, "ClusterName", value=self.workers.cluster.cluster_name)
+        CfnOutput(
+            self,
+            "WorkerTaskDefinitionArn",
+            value=self.workers.worker_task_definition.task_definition_arn,
+            description="Run one-off `cachewarm ...` commands with this (aws ecs run-task)",
+        )
+        CfnOutput(self, "TaskSecurityGroupId", value=self.workers.security_group.security_group_id)
+        CfnOutput(self, "PrivateSubnetIds", value=Fn.join(",", self.network.private_subnet_ids))
