@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+# The cachewarm image: Celery worker, beat and Flower, and the `cachewarm` CLI.
+# Used by docker-compose.yml (build: .) and by the CDK app (infra/, a DockerImageAsset of this
+# directory). The default command runs a worker; compose and ECS pass the others:
+#   celery -A workers worker --loglevel=INFO
+#   celery -A workers beat --loglevel=INFO
+#   celery -A workers flower --address=0.0.0.0 --port=5555
+#   cachewarm table create | cachewarm load FILE | cachewarm generate -o FILE ...
+ARG PYTHON_VERSION=3.12
+
+FROM python:${PYTHON_VERSION}-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, from pyproject.toml alone, so code changes do not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir cachewarm workers loaders \
+ && touch cachewarm/__init__.py workers/__init__.py loaders/__init__.py \
+ && pip install . \
+ && pip uninstall --yes cachewarm \
+ && rm -rf cachewarm workers loaders build
+COPY cachewarm ./cachewarm
+COPY workers ./workers
+COPY loaders ./loaders
+RUN pip install --no-deps . && rm -rf build
+
+FROM python:${PYTHON_VERSION}-slim
+LABEL org.opencontainers.image.title="cachewarm" \
+      org.opencontainers.image.description="Celery workers warming a Redis cache in front of DynamoDB"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN useradd --system --uid 10001 --create-home --home-dir /app cachewarm
+COPY --from=build /opt/venv /opt/venv
+COPY --chmod=0755 infra/docker/entrypoint.sh /usr/local/bin/cachewarm-entrypoint
+WORKDIR /app
+# Celery refuses to run a worker as root with pickle and warns otherwise; nothing here needs root.
+USER 10001
+EXPOSE 5555
+ENTRYPOINT ["cachewarm-entrypoint"]
+CMD ["celery", "-A", "workers", "worker", "--loglevel=INFO"]
