@@ -13,6 +13,7 @@ from celery import Celery
 TASK_MODULES = [
     "workers.tasks.warm",
     "workers.tasks.maintenance",
+    "workers.tasks.bench",
 ]
 
 app = Celery("cachewarm", include=TASK_MODULES)

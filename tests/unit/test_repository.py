@@ -76,3 +76,35 @@ def test_missing_table_is_translated(repo):
 def test_delete_table(repo):
     assert repo.delete_table() is True
     assert repo.delete_table() is False
+
+
+def test_add_review_is_one_transaction_with_version_bump(repo):
+    put(repo, restaurant("Thai Spot"))
+    calls = []
+    repo.client.meta.events.register("before-call.dynamodb.*", lambda model, **kw: calls.append(model.name))
+    review, version = repo.add_review("Thai Spot", username="amy", rating=5, text="great",
+                                      created_at="2026-01-01T00:00:00", review_id="ab" * 20)
+    assert version == 1
+    assert "TransactWriteItems" in calls and "PutItem" not in calls and "UpdateItem" not in calls
+    _, version = repo.add_review("Thai Spot", username="bob", rating=5, text="good",
+                                 created_at="2026-01-02T00:00:00", review_id="cd" * 20)
+    assert version == 2
+    summary = repo.get_summary("Thai Spot")
+    assert summary.restaurant["five_stars"] == 3 and summary.version == 2
+    assert [r["username"] for r in summary.reviews] == ["bob", "amy"]
+    assert repo.current_versions(["Thai Spot", "Nope"]) == {"Thai Spot": 2, "Nope": None}
+
+
+def test_add_review_twice_or_to_a_missing_restaurant_fails_cleanly(repo):
+    from cachewarm.errors import PermanentError
+
+    put(repo, restaurant("Thai Spot"))
+    repo.add_review("Thai Spot", username="amy", rating=4, text="x", created_at="2026-01-01T00:00:00",
+                    review_id="1" * 40)
+    with pytest.raises(PermanentError, match="already reviewed"):
+        repo.add_review("Thai Spot", username="amy", rating=4, text="x", created_at="2026-01-02T00:00:00",
+                        review_id="2" * 40)
+    with pytest.raises(PermanentError, match="does not exist"):
+        repo.add_review("Nope", username="amy", rating=4, text="x", created_at="2026-01-02T00:00:00",
+                        review_id="3" * 40)
+    assert repo.get_summary("Thai Spot").restaurant["four_stars"] == 1
