@@ -74,10 +74,7 @@ def describe(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "mean": 0.0, "max": 0.0, "n": 0}
     ordered = sorted(values)
-    if len(ordered) == 1:
-        cuts = [ordered[0]] * 99
-    else:
-        cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    cuts = [ordered[0]] * 99 if len(ordered) == 1 else statistics.quantiles(ordered, n=100, method="inclusive")
     return {
         "p50": round(cuts[49], 4), "p90": round(cuts[89], 4), "p99": round(cuts[98], 4),
         "mean": round(statistics.fmean(ordered), 4), "max": round(ordered[-1], 4), "n": len(ordered),

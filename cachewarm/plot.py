@@ -49,7 +49,7 @@ def plot_run(run: dict[str, Any], path: str | Path) -> Path:
     env = run.get("environment", {})
     fig.suptitle(
         f"run {run['run_id']} · {run['sample']} restaurants · {env.get('item_count', '?')} items · "
-        f"speedup p50 {run['speedup_p50']}× p99 {run['speedup_p99']}×",
+        f"speedup p50 {run['speedup_p50']}x p99 {run['speedup_p99']}x",
         fontsize=10,
     )
     fig.tight_layout()

@@ -82,7 +82,7 @@ def test_add_review_is_one_transaction_with_version_bump(repo):
     put(repo, restaurant("Thai Spot"))
     calls = []
     repo.client.meta.events.register("before-call.dynamodb.*", lambda model, **kw: calls.append(model.name))
-    review, version = repo.add_review("Thai Spot", username="amy", rating=5, text="great",
+    _review, version = repo.add_review("Thai Spot", username="amy", rating=5, text="great",
                                       created_at="2026-01-01T00:00:00", review_id="ab" * 20)
     assert version == 1
     assert "TransactWriteItems" in calls and "PutItem" not in calls and "UpdateItem" not in calls
