@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachewarm.hotkeys import HotKeys
-from cachewarm.keys import KeySchema, encode_name
+from cachewarm.keys import KeySchema
 from cachewarm.metrics import Metrics
 from cachewarm.model import Summary
 from cachewarm.repository import RestaurantRepository
@@ -54,7 +54,7 @@ NO_VALUE: Any = _NoValue()
 HIT, MISS, WAITED, UNAVAILABLE, REFRESHED = "hit", "miss", "waited", "unavailable", "refreshed"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CacheEntry:
     """A decoded cached value: a summary, or a cached "not found" (summary None)."""
 
@@ -76,14 +76,14 @@ class CacheEntry:
         body = json.loads(raw)
         data = body.get("s")
         return cls(
-            summary=Summary.from_dict(data) if data is not None else None,
-            version=int(body.get("ver", 0)),
-            delta=float(body.get("d", 0.0)),
-            expires_at=float(body.get("e", 0.0)),
+            Summary(data["restaurant"], data["reviews"]) if data is not None else None,
+            body.get("ver", 0),
+            body.get("d", 0.0),
+            body.get("e", 0.0),
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FetchResult:
     """What a read returned, where it came from and how long it took."""
 
@@ -130,17 +130,23 @@ class CacheAside:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         xfetch_beta: float = 1.0,
+        hot_flush_seconds: float = 0.5,
     ):
         self.redis = redis_client
         self.repo = repository
         self.settings = settings
         self.keys = KeySchema(prefix=settings.key_prefix)
-        self.hot = HotKeys(redis_client, self.keys, sample_rate=settings.hot_sample_rate, rand=rand)
+        self.hot = HotKeys(redis_client, self.keys, sample_rate=settings.hot_sample_rate, rand=rand,
+                           flush_seconds=hot_flush_seconds)
         self.metrics = Metrics(redis_client, self.keys)
         self.clock = clock
         self.rand = rand
         self.xfetch_beta = xfetch_beta
         self._skip_until = 0.0
+        from redis.exceptions import RedisError
+
+        # Any Redis failure (transport, auth, OOM, protocol) means "no cache", never "no answer".
+        self._redis_errors = (RedisError, OSError)
         self._breaker = threading.Lock()
         self._acquire = redis_client.register_script(ACQUIRE)
         self._fill = redis_client.register_script(FILL)
@@ -150,21 +156,21 @@ class CacheAside:
     # -- public API ----------------------------------------------------------
     def fetch(self, name: str) -> FetchResult:
         """Read one summary: from the cache on a hit, else from DynamoDB (and fill)."""
-        encode_name(name)  # validate before touching anything
         start = time.perf_counter()
-        if not self._cache_usable():
+        key = self.keys.summary(name)  # also validates the name
+        if time.monotonic() < self._skip_until:
             return self._from_db(name, start, UNAVAILABLE)
         try:
-            raw = self._get_and_track(name)
+            raw = self._get_and_track(key, name)
             if raw is not None:
                 entry = CacheEntry.decode(raw)
                 if xfetch_due(entry, now=self.clock(), beta=self.xfetch_beta, rand=self.rand):
                     refreshed = self._refresh_early(name, start)
                     if refreshed is not None:
                         return refreshed
-                return self._result(name, entry.summary, "cache", start, HIT)
+                return FetchResult(name, entry.summary, "cache", (time.perf_counter() - start) * 1000.0, HIT)
             return self._miss(name, start)
-        except self._redis_errors() as exc:
+        except self._redis_errors as exc:
             self._trip(exc)
             return self._from_db(name, start, UNAVAILABLE)
 
@@ -200,23 +206,41 @@ class CacheAside:
         self.metrics.incr("fills", stored)
         return stored
 
+    def flush(self) -> None:
+        """Send read tallies still held in memory (at exit, or before ranking hot keys)."""
+        counts = self.hot.drain()
+        if not counts:
+            return
+        now = self.clock()
+        pipe = self.redis.pipeline(transaction=False)
+        self.hot.record(pipe, counts, now)
+        self.metrics.record_reads(pipe, sum(counts.values()), now)
+        try:
+            pipe.execute()
+        except self._redis_errors:
+            self.hot.restore(counts)
+
     def peek(self, name: str) -> Any:
         """The cached entry for ``name`` without tracking or filling, or NO_VALUE."""
         raw = self.redis.get(self.keys.summary(name))
         return NO_VALUE if raw is None else CacheEntry.decode(raw)
 
     # -- internals -------------------------------------------------------------
-    def _get_and_track(self, name: str) -> bytes | None:
-        key = self.keys.summary(name)
-        weight = self.hot.sample_weight()
-        if not weight:
+    def _get_and_track(self, key: str, name: str) -> bytes | None:
+        counts = self.hot.note(name)
+        if counts is None:
             return self.redis.get(key)
-        # One round trip: the read and its bookkeeping travel together.
+        # Due to flush: the tallies ride in this read's round trip.
+        now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(key)
-        self.hot.record(pipe, name, weight, self.clock())
-        self.metrics.record_read(pipe, weight, self.clock())
-        return pipe.execute()[0]
+        self.hot.record(pipe, counts, now)
+        self.metrics.record_reads(pipe, sum(counts.values()), now)
+        try:
+            return pipe.execute()[0]
+        except BaseException:
+            self.hot.restore(counts)
+            raise
 
     def _miss(self, name: str, start: float) -> FetchResult:
         deadline = start + self.settings.lease_wait_ms / 1000.0
@@ -263,7 +287,7 @@ class CacheAside:
                 args=[token, entry.encode(), ttl_ms, entry.version],
             )
             self.metrics.record_fill(int(stored), delta)
-        except self._redis_errors() as exc:
+        except self._redis_errors as exc:
             # The read itself succeeded; a full or failing cache must not fail it.
             log.warning("cache fill for %r failed: %s", name, exc)
         return self._result(name, summary, "db", start, status)
@@ -298,15 +322,6 @@ class CacheAside:
         )
 
     # -- fail-open circuit breaker ----------------------------------------------
-    @staticmethod
-    def _redis_errors() -> tuple[type[BaseException], ...]:
-        from redis.exceptions import RedisError
-
-        # Any Redis failure (transport, auth, OOM, protocol) means "no cache", never "no answer".
-        return (RedisError, OSError)
-
-    def _cache_usable(self) -> bool:
-        return time.monotonic() >= self._skip_until
 
     def _trip(self, exc: BaseException) -> None:
         with self._breaker:

@@ -1,7 +1,7 @@
 """Cache counters kept in Redis, in per-minute hashes that expire after a day.
 
 Counting must never fail a read, so every write here swallows Redis errors.
-Reads are counted through the (sampled) hit-path pipeline; misses, fills,
+Reads are tallied in memory and flushed on a read's own pipeline (see hotkeys); misses, fills,
 waits, refusals and invalidations are counted exactly where they happen.
 """
 
@@ -30,10 +30,10 @@ class Metrics:
         """Hash of counters for the minute containing ``now``."""
         return self.keys.stats(f"m:{int(now // BUCKET_SECONDS)}")
 
-    def record_read(self, pipe: Any, weight: int, now: float) -> None:
-        """Queue a read's count on the hit-path pipeline."""
+    def record_reads(self, pipe: Any, reads: int, now: float) -> None:
+        """Queue the flush of tallied reads on a read's pipeline."""
         key = self.bucket_key(now)
-        pipe.hincrby(key, "reads", weight)
+        pipe.hincrby(key, "reads", reads)
         pipe.expire(key, RETENTION_SECONDS, nx=True)
 
     def incr(self, field: str, amount: int = 1) -> None:

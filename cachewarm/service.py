@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 
@@ -19,7 +20,10 @@ def repository(settings: Settings | None = None) -> RestaurantRepository:
 
 @functools.cache
 def _engine(pid: int, settings: Settings) -> CacheAside:
-    return CacheAside(cache_redis(settings), repository(settings), settings)
+    engine = CacheAside(cache_redis(settings), repository(settings), settings)
+    # Read tallies are flushed lazily; send the remainder when the process ends.
+    atexit.register(engine.flush)
+    return engine
 
 
 def engine(settings: Settings | None = None) -> CacheAside:

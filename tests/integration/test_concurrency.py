@@ -138,6 +138,7 @@ def test_warm_top_k_uses_read_counts(cli, worker, stack_env, table, live_setting
     for name, reads in (("Hot", 5), ("Warm", 3), ("Cold", 1)):
         for _ in range(reads):
             engine.fetch(name)
+    engine.flush()
     cli("invalidate", "--all", env=stack_env)
     warmed = cli("warm", "--top", "2", "--wait", "--json", env=stack_env)
     assert sorted(json.loads(warmed.stdout)["warmed"]) == ["Hot", "Warm"]

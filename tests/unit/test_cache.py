@@ -174,12 +174,30 @@ def test_hot_keys_rank_and_decay(server):
     engine = CacheAside(fakeredis.FakeRedis(server=server), repo, Settings(), clock=lambda: now[0])
     for _ in range(5):
         engine.fetch("A")
+    engine.flush()
     now[0] += 600  # ten minutes later: two half-lives
     for _ in range(3):
         engine.fetch("B")
     engine.fetch("C")
+    engine.flush()
     ranked = [name for name, _ in engine.hot.top(3, now[0])]
+    assert engine.metrics.window(3600, now[0])["reads"] == 9
     assert ranked == ["B", "A", "C"]
+
+
+def test_read_tallies_ride_on_reads_without_extra_round_trips(server):
+    repo = FakeRepo({"A": summary("A")})
+    engine = make(server, repo)
+    engine.fetch("A")  # miss: the first read of a process flushes its tally at once
+    calls = []
+    original = engine.redis.execute_command
+    engine.redis.execute_command = lambda *a, **k: calls.append(a[0]) or original(*a, **k)
+    for _ in range(20):
+        assert engine.fetch("A").cache == "hit"
+    assert calls == ["GET"] * 20  # within the flush interval: one bare GET per hit
+    engine.flush()
+    assert engine.metrics.window(60)["reads"] == 21
+    assert engine.hot.top(1, time.time())[0] == ("A", 21.0)
 
 
 def test_redis_errors_other_than_transport_do_not_escape(server):
