@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo up test test-fast bench synth lint clean redis-server
+.PHONY: setup demo up test test-fast bench synth lint clean redis-server chromium
 
-setup: $(PY_STAMP) $(NODE_STAMP) redis-server ## idempotent: .venv, Node deps, redis-server
+setup: $(PY_STAMP) $(NODE_STAMP) redis-server chromium ## idempotent: .venv, Node deps, redis-server, chromium
 
 $(PY_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
@@ -27,6 +27,13 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi; }
 	@command -v redis-server >/dev/null || { echo "could not install redis-server" >&2; exit 1; }
+
+chromium: ## Debian's chromium, driven headless by the Flower browser test (Playwright, no browser download)
+	@command -v chromium >/dev/null || { \
+	  echo "chromium is missing; installing Debian's package"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+	@command -v chromium >/dev/null || { echo "could not install chromium" >&2; exit 1; }
 
 demo: setup ## the whole system on the embedded local stack, then stop it
 	$(BIN)/cachewarm demo
