@@ -29,7 +29,7 @@ from typing import Any
 
 from cachewarm.hotkeys import HotKeys
 from cachewarm.keys import KeySchema
-from cachewarm.metrics import Metrics
+from cachewarm.metrics import RETENTION_SECONDS, Metrics
 from cachewarm.model import Summary
 from cachewarm.repository import RestaurantRepository
 from cachewarm.scripts import ACQUIRE, FILL, INVALIDATE, WARM
@@ -191,20 +191,21 @@ class CacheAside:
     def store_many(self, summaries: Iterable[tuple[str, Summary | None, float]]) -> int:
         """Write precomputed summaries ``(name, summary_or_None, fill_seconds)`` in one round trip.
 
+        The fills counter is bumped inside the same script, so this really is one
+        round trip however many entries there are.
+
         Used by the warmer. Entries older than a writer's floor, or with a fill
         in flight, are skipped. Returns how many were stored.
         """
-        keys: list[str] = []
-        args: list[Any] = []
+        keys: list[str] = [self.metrics.bucket_key(time.time())]
+        args: list[Any] = [RETENTION_SECONDS]
         for name, summary, delta in summaries:
             entry, ttl_ms = self._entry(summary, delta)
             keys += [self.keys.summary(name), self.keys.lease(name), self.keys.floor(name)]
             args += [entry.encode(), ttl_ms, entry.version]
-        if not keys:
+        if len(keys) == 1:
             return 0
-        stored = int(self._warm(keys=keys, args=args))
-        self.metrics.incr("fills", stored)
-        return stored
+        return int(self._warm(keys=keys, args=args))
 
     def flush(self) -> None:
         """Send read tallies still held in memory (at exit, or before ranking hot keys)."""

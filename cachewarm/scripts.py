@@ -58,24 +58,29 @@ return 1
 # Replace values we computed without a lease (bulk warm), unless a writer's
 # floor says they are old. One call stores a whole chunk: one round trip.
 #
-# KEYS[3i-2], KEYS[3i-1], KEYS[3i]  summary, lease and floor keys of entry i
-# ARGV[3i-2]  value of entry i
-# ARGV[3i-1]  time to live in milliseconds of entry i
-# ARGV[3i]    version of entry i
+# KEYS[1]     stats hash of the current minute (counts "fills")
+# KEYS[3i-1], KEYS[3i], KEYS[3i+1]  summary, lease and floor keys of entry i
+# ARGV[1]     stats hash time to live, in seconds
+# ARGV[3i-1]  value of entry i
+# ARGV[3i]    time to live in milliseconds of entry i
+# ARGV[3i+1]  version of entry i
 #
 # A live lease is left alone: its holder fills with data at least as new, and
 # overwriting would let an in-flight reader's lease check pass on our value.
 # Returns the number of entries stored.
 WARM = """
 local stored = 0
-for i = 1, #KEYS, 3 do
-  local n = (i + 2) / 3
+for i = 2, #KEYS, 3 do
   local floor = redis.call('GET', KEYS[i + 2])
-  local version = tonumber(ARGV[3 * n])
+  local version = tonumber(ARGV[i + 2])
   if (not floor or version >= tonumber(floor)) and redis.call('EXISTS', KEYS[i + 1]) == 0 then
-    redis.call('SET', KEYS[i], ARGV[3 * n - 2], 'PX', ARGV[3 * n - 1])
+    redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[i + 1])
     stored = stored + 1
   end
+end
+if stored > 0 then
+  redis.call('HINCRBY', KEYS[1], 'fills', stored)
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 return stored
 """

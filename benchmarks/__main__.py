@@ -1,0 +1,100 @@
+"""``python -m benchmarks`` (``make bench``): every engineering benchmark in one run.
+
+Writes ``reports/benchmarks.json`` (an entry per figure: value, goal, baseline,
+unit, met) and rewrites the README's table between its bench markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "reports" / "benchmarks.json"
+README = ROOT / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and write the report; exit 0 even when a goal is missed (it is a measurement)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--only", help="comma-separated subset: hit,speedup,warm,stampede,load")
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md's table")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else {"hit", "speedup", "warm", "stampede", "load"}
+
+    from benchmarks import bench_hit_path, bench_speedup, bench_stampede, bench_warm
+    from benchmarks.common import bench_stack, seed
+
+    figures = []
+    started = time.perf_counter()
+    restaurants = 2_000 if args.quick else 10_000
+    if only & {"hit", "speedup", "warm", "stampede"}:
+        with bench_stack() as stack:
+            print(f"seeding {restaurants} restaurants ...", flush=True)
+            names = seed(stack, restaurants=restaurants, reviews_per_restaurant=4)
+            steps = [
+                ("hit", lambda: bench_hit_path.run(stack, names, requests=5_000 if args.quick else 20_000)),
+                ("speedup", lambda: bench_speedup.run(stack, names, sample=100 if args.quick else 300)),
+                ("stampede", lambda: bench_stampede.run(stack, names)),
+                ("warm", lambda: bench_warm.run(stack, names, count=restaurants)),
+            ]
+            for key, step in steps:
+                if key in only:
+                    print(f"running {key} ...", flush=True)
+                    figures += step()
+    if "load" in only:
+        from benchmarks import bench_load
+
+        print("running load ...", flush=True)
+        figures += bench_load.figures(quick=args.quick)
+
+    report = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "quick": args.quick,
+        "figures": [f.to_dict() for f in figures],
+    }
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown_table(report)
+    print(table)
+    print(f"report written to {REPORT.relative_to(ROOT)}")
+    if not args.no_readme and README.exists() and not args.quick and only == {"hit", "speedup", "warm", "stampede",
+                                                                                "load"}:
+        update_readme(table)
+    return 0
+
+
+def markdown_table(report: dict) -> str:
+    """The report as the README's table."""
+    lines = ["| figure | value | baseline (same run) | goal | met |", "|---|---|---|---|---|"]
+    for f in report["figures"]:
+        baseline = "" if f["baseline"] is None else f"{f['baseline']}"
+        met = {True: "yes", False: "**no**", None: "n/a"}[f["met"]]
+        lines.append(f"| {f['name']} | {f['value']} {f['unit']} | {baseline} | {f['goal']} | {met} |")
+    lines.append(f"\n_Measured {report['generated_at']} on {report['machine']['cpus']} CPUs "
+                 f"(`make bench`, {report['seconds']} s)._")
+    return "\n".join(lines)
+
+
+def update_readme(table: str) -> None:
+    """Replace the text between the README's bench markers."""
+    text = README.read_text()
+    if START not in text or END not in text:
+        return
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    README.write_text(pattern.sub(lambda _: f"{START}\n{table}\n{END}", text))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
