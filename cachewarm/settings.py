@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
 from cachewarm.errors import ConfigError
@@ -42,6 +42,10 @@ ENV_VARS: dict[str, str] = {
     "benchmark_schedule": "BENCHMARK_SCHEDULE",
     "benchmark_sample": "BENCHMARK_SAMPLE",
     "dynamodb_timeout": "DYNAMODB_TIMEOUT_SECONDS",
+    # Flower reads these same names itself; workers/flowerconfig.py validates them here.
+    "flower_basic_auth": "FLOWER_BASIC_AUTH",
+    "flower_address": "FLOWER_ADDRESS",
+    "flower_port": "FLOWER_PORT",
 }
 
 
@@ -99,6 +103,20 @@ class Settings:
     benchmark_schedule: str = "0 4 * * *"
     # Restaurants sampled by the scheduled benchmark.
     benchmark_sample: int = 50
+    # Flower's logins, "user:password[,user2:password2]" (Flower's own format). Unset
+    # means Flower refuses to start from workers/flowerconfig.py; `cachewarm stack up`
+    # generates one. Kept out of repr() so a printed Settings never shows it.
+    flower_basic_auth: str | None = field(default=None, repr=False)
+    # Flower listens on loopback unless told otherwise: it can revoke and terminate tasks.
+    flower_address: str = "127.0.0.1"
+    flower_port: int = 5555
+
+    @property
+    def flower_logins(self) -> list[str]:
+        """Flower's ``basic_auth`` option: one ``user:password`` per login."""
+        if not self.flower_basic_auth:
+            return []
+        return [item.strip() for item in self.flower_basic_auth.split(",") if item.strip()]
 
     @property
     def broker_url(self) -> str:
@@ -174,6 +192,9 @@ class Settings:
             invalidate_stale_schedule=schedule("invalidate_stale_schedule"),
             benchmark_schedule=schedule("benchmark_schedule"),
             benchmark_sample=number("benchmark_sample", int, 1, 100_000),
+            flower_basic_auth=_basic_auth(ENV_VARS["flower_basic_auth"], raw("flower_basic_auth")),
+            flower_address=_address(ENV_VARS["flower_address"], raw("flower_address") or defaults["flower_address"]),
+            flower_port=number("flower_port", int, 1, 65535),
         )
 
 
@@ -225,6 +246,32 @@ def _table_name(variable: str, value: str) -> None:
     allowed = value.replace("_", "").replace("-", "").replace(".", "")
     if not 3 <= len(value) <= 255 or not allowed.isalnum() or not allowed.isascii():
         raise ConfigError(variable, value, "DynamoDB table names are 3-255 characters of a-z A-Z 0-9 _ - .")
+
+
+def _basic_auth(variable: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    for login in value.split(","):
+        user, sep, password = login.strip().partition(":")
+        if not (user and sep and password):
+            # Never echo the value: it holds passwords.
+            raise ConfigError(variable, "***", "expected user:password (several separated by commas)")
+    return value
+
+
+def _address(variable: str, value: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    if not all(label and len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+               for label in labels):
+        raise ConfigError(variable, value, "expected an IP address such as 127.0.0.1 or a host name")
+    return value
 
 
 def parse_schedule(value: str) -> float | tuple[str, ...] | None:
