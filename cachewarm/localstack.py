@@ -102,6 +102,24 @@ def _wait_ready(name: str, process: subprocess.Popen, host: str, port: int, log_
     raise StackError(f"{name} did not open port {port} within {timeout:.0f}s (log: {log_path})")
 
 
+def start_process(name: str, argv: list[str], workdir: Path, env: Mapping[str, str]) -> Service:
+    """Start a long-running process (a celery worker or beat) in its own process group, logging to workdir."""
+    log_path = workdir / f"{name}.log"
+    return Service(name, "", _spawn(name, argv, log_path, env), log_path)
+
+
+def wait_for_log(service: Service, text: str, timeout: float = 60.0) -> None:
+    """Block until ``text`` appears in the service's log; StackError if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.log_path.exists() and text in service.log_path.read_text(errors="replace"):
+            return
+        if service.process.poll() is not None:
+            raise StackError(f"{service.name} exited with code {service.process.returncode} (log {service.log_path})")
+        time.sleep(0.1)
+    raise StackError(f"{service.name} did not report {text!r} within {timeout:.0f}s (log {service.log_path})")
+
+
 def redis_server_binary() -> str:
     """Path of redis-server, or a clear error."""
     path = shutil.which("redis-server")
