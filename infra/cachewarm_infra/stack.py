@@ -261,6 +261,8 @@ class CachewarmStack(Stack):
         )
         CfnOutput(self, "FlowerSecretArn", value=self.workers.flower_secret.secret_arn)
         CfnOutput(self, "ClusterName", value=self.workers.cluster.cluster_name)
+        CfnOutput(self, "WorkerServiceName", value=self.workers.worker_service.service_name)
+        CfnOutput(self, "FlowerServiceName", value=self.workers.flower_service.service_name)
         CfnOutput(
             self,
             "WorkerTaskDefinitionArn",
