@@ -1,0 +1,34 @@
+"""Fixtures for the infra tests: the CDK app synthesized in-process, once per shape (see infra_support)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# The helpers sit next to this file; make them importable under any --import-mode.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from infra_support import OFFLINE_CONTEXT, Synth, synth
+
+
+@pytest.fixture(scope="session")
+def offline(tmp_path_factory) -> Synth:
+    """Production mode in an imported VPC (the offline acceptance command)."""
+    return synth(OFFLINE_CONTEXT, tmp_path_factory.mktemp("cdk-offline"))
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Synth:
+    """Demo mode in an imported VPC."""
+    return synth(
+        {"mode": "demo", "vpcId": "vpc-0123", "privateSubnetIds": "subnet-0a,subnet-0b"},
+        tmp_path_factory.mktemp("cdk-demo"),
+    )
+
+
+@pytest.fixture(scope="session")
+def created(tmp_path_factory) -> Synth:
+    """Production mode with no VPC context: the app creates its own VPC."""
+    return synth({}, tmp_path_factory.mktemp("cdk-created"))

@@ -1,0 +1,44 @@
+"""Helpers for the infra tests: synthesize the CDK app in-process.
+
+``infra/`` is not an installed package, so it is put on ``sys.path`` here. Each synth uses the
+context from ``infra/cdk.json`` (the same feature flags as the CLI) plus the shape's own keys, a
+temporary output directory, and no AWS environment, exactly like an offline ``cdk synth``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INFRA = REPO_ROOT / "infra"
+if str(INFRA) not in sys.path:
+    sys.path.insert(0, str(INFRA))
+
+#: The acceptance command's context: an imported VPC, two private subnets, one peer security group.
+OFFLINE_CONTEXT = {"vpcId": "vpc-0123", "privateSubnetIds": "subnet-0a,subnet-0b", "peerSecurityGroupId": "sg-0123"}
+
+
+@dataclass
+class Synth:
+    """One synthesized app."""
+
+    app: object
+    stack: object
+    template: object  # aws_cdk.assertions.Template
+    raw: dict
+
+
+def synth(context: dict[str, str], outdir: Path) -> Synth:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from cachewarm_infra.app import build_app
+
+    cdk_json = json.loads((INFRA / "cdk.json").read_text())
+    app = cdk.App(context={**cdk_json.get("context", {}), **context}, outdir=str(outdir))
+    app, stack = build_app(app, environ={})
+    template = Template.from_stack(stack)
+    return Synth(app=app, stack=stack, template=template, raw=template.to_json())
