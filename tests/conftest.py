@@ -178,3 +178,13 @@ def worker(celery_proc, stack_env) -> CeleryProcess:
     )
     proc.wait_for("ready.")
     return proc
+
+
+@pytest.fixture
+def celery_client(live_settings):
+    """A Celery app configured for this test's broker (one process talks to many brokers over a run)."""
+    from workers.app import create_app
+
+    client = create_app(live_settings)
+    yield client
+    client.close()

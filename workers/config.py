@@ -1,24 +1,18 @@
 """Celery configuration, derived from the project's one settings object.
 
-Celery imports this module when the app's configuration is first used. A bad
-setting ends the process with one line naming the variable and exit code 2.
+:func:`celery_config` turns :class:`~cachewarm.settings.Settings` into Celery
+settings. The app evaluates it lazily, on first use of its configuration; a bad
+setting then ends the process with one line naming the variable and exit code 2.
 """
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 from kombu import Queue
 
-from cachewarm.errors import ConfigError
-from cachewarm.settings import get_settings
-from workers.schedule import beat_schedule as _beat_schedule
-
-try:
-    _settings = get_settings()
-except ConfigError as _exc:
-    print(f"error: {_exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+from cachewarm.settings import Settings
+from workers.schedule import beat_schedule
 
 #: Queues and the tasks routed to each. A worker with no -Q consumes them all.
 QUEUES = ("warm", "maintenance", "load", "bench")
@@ -32,48 +26,52 @@ ROUTES = {
 }
 
 # Longest hard time limit of any task. The broker's visibility timeout must be
-# longer, or Redis redelivers a task that is still running.
+# longer, or Redis redelivers a task that is still running (and longer than any
+# countdown or retry backoff, which are capped far below it).
 TASK_TIME_LIMIT = 1800
+VISIBILITY_TIMEOUT = TASK_TIME_LIMIT * 2
 
-broker_url = _settings.broker_url
-result_backend = _settings.broker_url
-result_expires = 24 * 3600
-result_extended = True  # Flower and `celery result` show names and arguments
-broker_connection_retry_on_startup = True
-broker_transport_options = {
-    "visibility_timeout": TASK_TIME_LIMIT * 2,
-    "socket_timeout": 10,
-    "socket_connect_timeout": 10,
-    "health_check_interval": 25,
-}
-result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 
-task_serializer = "json"
-result_serializer = "json"
-accept_content = ["json"]
-timezone = "UTC"
-enable_utc = True
-
-task_queues = [Queue(name) for name in QUEUES]
-task_default_queue = "warm"
-task_routes = {name: {"queue": queue} for name, queue in ROUTES.items()}
-task_time_limit = TASK_TIME_LIMIT
-task_soft_time_limit = TASK_TIME_LIMIT - 60
-task_track_started = True
-task_send_sent_event = True
-worker_send_task_events = True
-# Long tasks and fair dispatch: a worker process takes one task at a time.
-worker_prefetch_multiplier = 1
-worker_hijack_root_logger = True
-
-# Beat: celery-redbeat keeps the schedule in Redis behind a lock, so a second
-# beat process waits instead of dispatching every period twice. The lock is
-# renewed every loop; a dead beat's lock expires after redbeat_lock_timeout and
-# the standby takes over.
-beat_scheduler = "redbeat.RedBeatScheduler"
-beat_max_loop_interval = 5
-redbeat_redis_url = _settings.broker_url
-redbeat_redis_options = {"retry_period": 60}
-redbeat_key_prefix = f"{_settings.key_prefix}:redbeat"
-redbeat_lock_timeout = 30
-beat_schedule = _beat_schedule(_settings)
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Every Celery setting the project uses, for ``settings``."""
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.broker_url,
+        "result_expires": 24 * 3600,
+        "result_extended": True,  # Flower and `celery result` show names and arguments
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 10,
+            "health_check_interval": 25,
+        },
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "warm",
+        "task_routes": {name: {"queue": queue} for name, queue in ROUTES.items()},
+        "task_time_limit": TASK_TIME_LIMIT,
+        "task_soft_time_limit": TASK_TIME_LIMIT - 60,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        # Long tasks and fair dispatch: a worker process takes one task at a time.
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": True,
+        # Beat: celery-redbeat keeps the schedule in Redis behind a lock, so a
+        # second beat process waits instead of dispatching every period twice.
+        # The lock is renewed every loop; a dead beat's lock expires after
+        # redbeat_lock_timeout and the standby takes over.
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_max_loop_interval": 5,
+        "redbeat_redis_url": settings.broker_url,
+        "redbeat_redis_options": {"retry_period": 60},
+        "redbeat_key_prefix": f"{settings.key_prefix}:redbeat",
+        "redbeat_lock_timeout": 30,
+        "beat_schedule": beat_schedule(settings),
+    }

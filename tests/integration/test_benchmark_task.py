@@ -48,7 +48,7 @@ def test_bench_wait_json_plot_then_survives_a_redis_wipe(cli, worker, stack_env,
     assert missing.returncode == 1 and "no benchmark run" in missing.stderr
 
 
-def test_celery_call_runs_the_benchmark(worker, stack_env, table, tmp_path):
+def test_celery_call_runs_the_benchmark(worker, stack_env, table, celery_client):
     import subprocess
 
     from tests.conftest import BIN
@@ -57,8 +57,6 @@ def test_celery_call_runs_the_benchmark(worker, stack_env, table, tmp_path):
     call = subprocess.run([str(BIN / "celery"), "-A", "workers", "call", "cachewarm.run_benchmark",
                            "--kwargs", '{"sample": 5}'], env=stack_env, capture_output=True, text=True, timeout=60)
     assert call.returncode == 0, call.stderr
-    from workers import app
-
-    summary = app.AsyncResult(call.stdout.strip()).get(timeout=120)
+    summary = celery_client.AsyncResult(call.stdout.strip()).get(timeout=120)
     assert summary["sample"] == 5
     assert "samples" not in summary

@@ -11,11 +11,9 @@ from tests.integration.test_foundation import put_items, restaurant, review
 pytestmark = pytest.mark.integration
 
 
-def test_worker_warms_names(worker, stack_env, table, live_settings):
-    from workers import app
-
+def test_worker_warms_names(worker, stack_env, table, live_settings, celery_client):
     put_items(table, [restaurant("A"), restaurant("B"), review("A", "1" * 40)])
-    result = app.send_task("cachewarm.warm_names", args=[["A", "B", "Missing"]])
+    result = celery_client.send_task("cachewarm.warm_names", args=[["A", "B", "Missing"]])
     report = result.get(timeout=30)
     assert sorted(report["warmed"]) == ["A", "B"]
     assert report["not_found"] == ["Missing"]
