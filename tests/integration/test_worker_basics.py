@@ -22,3 +22,26 @@ def test_worker_warms_names(worker, stack_env, table, live_settings, celery_clie
     assert engine.peek("B") is not NO_VALUE
     assert engine.fetch("A").source == "cache"
     assert "cachewarm.warm_names" in worker.log()
+
+
+def test_worker_warns_when_redis_could_evict_broker_keys(celery_proc, stack_env, tmp_path):
+    from cachewarm.localstack import start_redis
+
+    risky = start_redis(tmp_path / "risky", extra_args=["--maxmemory-policy", "allkeys-lru"])
+    try:
+        proc = celery_proc(["worker", "--loglevel=INFO", "--concurrency=1", "--without-mingle", "--without-gossip"],
+                           {**stack_env, "REDIS_URL": risky.url})
+        proc.wait_for("ready.")
+        proc.wait_for("allkeys-lru")
+        assert "volatile-lfu" in proc.log()
+    finally:
+        risky.stop()
+
+
+def test_eviction_policy_messages():
+    from cachewarm.eviction import eviction_warning
+
+    assert eviction_warning("volatile-lfu") is None
+    assert eviction_warning("noeviction") is None
+    assert "allkeys-lru" in eviction_warning("allkeys-lru")
+    assert "CONFIG" in eviction_warning(None)
