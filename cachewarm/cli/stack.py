@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 import typer
 
 from cachewarm.cli.output import console, err_console
+from cachewarm.masking import mask_url
+
+#: The login `stack up` generates for Flower when FLOWER_BASIC_AUTH is not set.
+GENERATED_FLOWER_USER = "admin"
 
 
 def stack_environ(extra: dict[str, str]) -> dict[str, str]:
@@ -43,7 +48,14 @@ def register(app: typer.Typer) -> None:
         stack = LocalStack.start()
         try:
             env = stack_environ(stack.env)
+            runs_flower = any(name == "flower" or " flower" in command for name, command in processes.items())
+            generated = _flower_login(env) if runs_flower else None
+            from cachewarm.settings import Settings
+
+            settings = Settings.from_env(env)  # a bad value: one line naming it, exit 2
             _announce(stack)
+            if runs_flower:
+                _announce_flower(settings, generated)
             if create_table:
                 _create_table(env)
             manager = Manager(Printer(sys.stdout))
@@ -76,12 +88,41 @@ def register(app: typer.Typer) -> None:
 
 
 def _announce(stack) -> None:
+    # Every URL is masked: a reused REDIS_URL may carry a password or AUTH token.
     for service in stack.started:
-        console.print(f"started {service.name} at {service.url} (log {service.log_path})", markup=False)
+        console.print(f"started {service.name} at {_masked(service.url)} (log {service.log_path})", markup=False)
     for reused in stack.reused:
-        console.print(f"reusing {reused}", markup=False)
-    exports = " ".join(f"{k}={v}" for k, v in stack.env.items() if not k.startswith("AWS_SECRET"))
+        console.print(f"reusing {_masked(reused)}", markup=False)
+    exports = " ".join(f"{k}={_masked(v)}" for k, v in stack.env.items() if not k.startswith("AWS_SECRET"))
     console.print(f"export {exports}", markup=False, soft_wrap=True)
+
+
+def _masked(text: str) -> str:
+    """``text`` with the password (userinfo or ``?password=``) of every URL in it masked."""
+    return " ".join(mask_url(word) if "://" in word else word for word in text.split(" "))
+
+
+def _flower_login(env: dict[str, str]) -> str | None:
+    """Generate Flower's password into ``env`` unless FLOWER_BASIC_AUTH is set; return it if generated."""
+    if env.get("FLOWER_BASIC_AUTH", "").strip():
+        return None
+    password = secrets.token_urlsafe(18)
+    env["FLOWER_BASIC_AUTH"] = f"{GENERATED_FLOWER_USER}:{password}"
+    return password
+
+
+def _announce_flower(settings, generated: str | None) -> None:
+    """Flower's URL and login, printed once; a generated password is shown only here."""
+    host = settings.flower_address
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.flower_port}/"
+    if generated is not None:
+        login = (f"user {GENERATED_FLOWER_USER} password {generated} (generated for this run; "
+                 "set FLOWER_BASIC_AUTH=user:password to choose your own)")
+    else:
+        users = ", ".join(item.partition(":")[0] for item in settings.flower_logins)
+        login = f"user {users} (password from FLOWER_BASIC_AUTH)"
+    console.print(f"flower {url} {login}", markup=False, soft_wrap=True)
 
 
 def _create_table(env: dict[str, str]) -> None:
