@@ -36,6 +36,7 @@ def warm_hot(self, top: int = 100, chunk_size: int = 100) -> dict:
     """
     import time
 
+    started = time.perf_counter()
     from celery import group
 
     from cachewarm.warming import chunked
@@ -45,5 +46,6 @@ def warm_hot(self, top: int = 100, chunk_size: int = 100) -> dict:
     chunks = chunked(names, int(chunk_size))
     if chunks:
         group(warm_names.s(chunk) for chunk in chunks).apply_async()
-    log.info("warm_hot: %d hot names in %d chunks", len(names), len(chunks))
+    log.info("warm_hot: %d hot names (top %d) queued as %d warm_names chunks in %.3fs",
+             len(names), int(top), len(chunks), time.perf_counter() - started)
     return {"names": len(names), "chunks": len(chunks), "top": names[:20]}

@@ -1,0 +1,368 @@
+"""The operator's view of the cache: hit ratio, keys and memory, hot keys, task runs, beat schedule.
+
+Plain Python over redis-py clients; no Celery import at module level (redbeat's
+JSON decoder is imported only when the beat schedule is read). Everything here
+only reads, except :meth:`TaskRuns.record`, which the workers call after each
+task (``workers/tracking.py``), and :meth:`HotKeys.top`, which unions the hot
+buckets into a temporary key it deletes in the same transaction.
+
+Where the numbers come from:
+
+* cache counters: :class:`cachewarm.metrics.Metrics`, per-minute hashes under
+  ``<prefix>:v1:stats:m:<minute>`` (kept 25 hours);
+* key count: ``SCAN MATCH <prefix>:v1:sum:* COUNT 1000`` (never ``KEYS``);
+* memory and evictions: ``INFO memory`` and ``INFO stats`` (server-wide, so
+  evictions include any other tenant of the instance). ElastiCache and ACLs may
+  refuse ``INFO`` or ``CONFIG``: the fields are then ``None``, never an error;
+* task runs: one hash per task name under ``<prefix>:v1:stats:task:<name>``,
+  with a TTL (:data:`TASK_RUN_TTL`), plus an index set of the names;
+* beat schedule: celery-redbeat's sorted set ``<redbeat_key_prefix>:schedule``
+  (score = next run, epoch seconds) and each entry's hash; before beat has ever
+  run, the next run is computed from the configured schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cachewarm.eviction import eviction_warning, read_policy
+from cachewarm.hotkeys import HotKeys
+from cachewarm.keys import KeySchema
+from cachewarm.masking import mask_text
+from cachewarm.metrics import Metrics
+
+#: Hit-ratio windows, label -> seconds. 24h fits the counters' 25-hour retention.
+WINDOWS: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "24h": 86400}
+#: A task's last run is kept this long after it: longer than the longest schedule
+#: (the daily benchmark) with room for a missed day, short enough to let retired
+#: task names disappear.
+TASK_RUN_TTL = 8 * 24 * 3600
+SCAN_COUNT = 1000
+#: Counter fields, in the order people read them.
+COUNTERS = ("reads", "misses", "fills", "fill_us", "waits", "wait_timeouts", "refused_lease",
+            "refused_floor", "invalidations", "early_refreshes")
+_MAX_RESULT_FIELDS = 20
+_MAX_TEXT = 300
+
+
+def iso(ts: float | datetime | None) -> str | None:
+    """Epoch seconds or a datetime as ISO 8601 UTC, seconds precision."""
+    if ts is None:
+        return None
+    if isinstance(ts, datetime):
+        dt = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        return dt.astimezone(UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(float(ts), UTC).isoformat(timespec="seconds")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# -- hit ratio -------------------------------------------------------------------
+def window_summary(counters: Mapping[str, int]) -> dict[str, Any]:
+    """Derived figures for one window's counter totals.
+
+    Every read is counted (``reads``, sampled at HOT_SAMPLE_RATE). A read is a
+    hit unless it had to read DynamoDB: it took the fill lease (``misses``),
+    gave up waiting for another filler (``wait_timeouts``), or refreshed ahead
+    of expiry (``early_refreshes``). Waits that got the other filler's value are
+    hits. Warming fills count in ``fills`` but are not reads.
+    """
+    c = {name: int(counters.get(name, 0)) for name in COUNTERS}
+    db_reads = c["misses"] + c["wait_timeouts"] + c["early_refreshes"]
+    hits = max(0, c["reads"] - db_reads)
+    fill_attempts = c["misses"] + c["early_refreshes"]
+    out: dict[str, Any] = {
+        "hit_ratio": round(min(1.0, hits / c["reads"]), 4) if c["reads"] else None,
+        "hits": hits,
+        **{k: v for k, v in c.items() if k != "fill_us"},
+        "fill_ms_avg": round(c["fill_us"] / fill_attempts / 1000.0, 3) if fill_attempts else None,
+    }
+    return out
+
+
+def hit_ratios(metrics: Metrics, now: float, windows: Mapping[str, int] = WINDOWS) -> dict[str, dict[str, Any]]:
+    """:func:`window_summary` for each window, by label."""
+    return {label: window_summary(metrics.window(seconds, now)) for label, seconds in windows.items()}
+
+
+# -- keys, memory, evictions --------------------------------------------------------
+def count_keys(client: Any, pattern: str, count: int = SCAN_COUNT) -> int:
+    """How many keys match ``pattern``, by SCAN (O(keyspace) but never blocking)."""
+    return sum(1 for _ in client.scan_iter(match=pattern, count=count))
+
+
+def _info(client: Any, section: str) -> dict[str, Any] | None:
+    from redis.exceptions import ResponseError
+
+    try:
+        return client.info(section)
+    except ResponseError:  # NOPERM, or INFO renamed/disabled
+        return None
+
+
+def memory(client: Any) -> dict[str, Any]:
+    """Memory, limit, eviction policy and evictions; ``None`` where the server refuses to say."""
+    mem = _info(client, "memory") or {}
+    stats = _info(client, "stats") or {}
+    policy = mem.get("maxmemory_policy")
+    if policy is None:
+        policy = read_policy(client)  # CONFIG GET; None when CONFIG is disabled (ElastiCache)
+    policy = _text(policy) if policy is not None else None
+    return {
+        "used_memory": mem.get("used_memory"),
+        "used_memory_human": mem.get("used_memory_human"),
+        "maxmemory": mem.get("maxmemory"),
+        "maxmemory_human": mem.get("maxmemory_human"),
+        "maxmemory_policy": policy,
+        "evicted_keys": stats.get("evicted_keys"),
+        "expired_keys": stats.get("expired_keys"),
+        "eviction_warning": eviction_warning(policy),
+    }
+
+
+# -- task runs -------------------------------------------------------------------------
+def summarize_result(value: Any) -> Any:
+    """A small, secret-free picture of a task's return value (lists become their length)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return mask_text(value)[:_MAX_TEXT]
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in list(value.items())[:_MAX_RESULT_FIELDS]:
+            if isinstance(item, list | tuple | set | Mapping):
+                out[str(key)] = len(item)
+            else:
+                out[str(key)] = summarize_result(item)
+        return out
+    if isinstance(value, list | tuple | set):
+        return len(value)
+    return mask_text(repr(value))[:_MAX_TEXT]
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` with credentials masked, on one line."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return mask_text(text)[:_MAX_TEXT]
+
+
+class TaskRuns:
+    """Each task's last run, kept in Redis for ``cachewarm stats``."""
+
+    def __init__(self, redis_client: Any, keys: KeySchema, ttl: int = TASK_RUN_TTL):
+        self.redis = redis_client
+        self.keys = keys
+        self.ttl = ttl
+
+    def key(self, task: str) -> str:
+        """The hash holding ``task``'s last run."""
+        return self.keys.stats(f"task:{task}")
+
+    @property
+    def index_key(self) -> str:
+        """The set of task names that have a last run."""
+        return self.keys.stats("tasks")
+
+    def record(
+        self, task: str, *, task_id: str, state: str, runtime: float | None, result: Any = None,
+        error: BaseException | str | None = None, worker: str | None = None, now: float | None = None,
+    ) -> None:
+        """Store one finished run (one round trip); both keys get the TTL again."""
+        now = time.time() if now is None else now
+        fields: dict[str, Any] = {
+            "task": task,
+            "task_id": task_id,
+            "state": state,
+            "finished_at": f"{now:.3f}",
+            "runtime_s": "" if runtime is None else f"{runtime:.4f}",
+            "result": json.dumps(summarize_result(result), default=str) if error is None else "",
+            "error": "" if error is None else (error if isinstance(error, str) else describe_error(error)),
+            "worker": worker or "",
+        }
+        key = self.key(task)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping=fields)
+        pipe.hincrby(key, f"count:{state}", 1)
+        pipe.expire(key, self.ttl)
+        pipe.sadd(self.index_key, task)
+        pipe.expire(self.index_key, self.ttl)
+        pipe.execute()
+
+    def last_runs(self, also: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Every recorded task's last run, plus ``also`` (never run: ``state`` None), by name."""
+        names = {_text(n) for n in self.redis.smembers(self.index_key)} | set(also)
+        ordered = sorted(names)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in ordered:
+            pipe.hgetall(self.key(name))
+        runs = []
+        for name, raw in zip(ordered, pipe.execute(), strict=True):
+            runs.append(self._decode(name, {_text(k): _text(v) for k, v in raw.items()}))
+        return runs
+
+    @staticmethod
+    def _decode(name: str, h: dict[str, str]) -> dict[str, Any]:
+        if not h:
+            return {"task": name, "state": None, "last_run": None}
+        counts = {k.split(":", 1)[1]: int(v) for k, v in h.items() if k.startswith("count:")}
+        result: Any = None
+        if h.get("result"):
+            try:
+                result = json.loads(h["result"])
+            except ValueError:
+                result = h["result"]
+        return {
+            "task": name,
+            "state": h.get("state"),
+            "last_run": iso(float(h["finished_at"])) if h.get("finished_at") else None,
+            "runtime_s": float(h["runtime_s"]) if h.get("runtime_s") else None,
+            "task_id": h.get("task_id"),
+            "worker": h.get("worker") or None,
+            "result": result,
+            "error": h.get("error") or None,
+            "runs": sum(counts.values()),
+            "failures": counts.get("FAILURE", 0),
+        }
+
+
+# -- beat schedule -----------------------------------------------------------------------
+def _run_every(schedule: Any) -> timedelta | None:
+    if isinstance(schedule, int | float) and not isinstance(schedule, bool):
+        return timedelta(seconds=schedule)  # beat_schedule entries give intervals as seconds
+    run_every = getattr(schedule, "run_every", None)
+    return run_every if isinstance(run_every, timedelta) else None
+
+
+def describe_schedule(schedule: Any) -> str:
+    """``every 180s`` or ``crontab 0 4 * * * (UTC)`` for seconds and celery/redbeat schedule objects."""
+    run_every = _run_every(schedule)
+    if run_every is not None:
+        return f"every {run_every.total_seconds():g}s"
+    parts = [getattr(schedule, f"_orig_{f}", None)
+             for f in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")]
+    if all(p is not None for p in parts):
+        return "crontab " + " ".join(str(p) for p in parts) + " (UTC)"
+    return str(schedule)
+
+
+def _next_from_config(schedule: Any, now: float) -> tuple[float | None, str | None]:
+    """Next run of a configured entry that beat has never stored."""
+    run_every = _run_every(schedule)
+    if run_every is not None:
+        # Beat runs a never-run interval entry as soon as it starts.
+        return None, f"at beat start, then every {run_every.total_seconds():g}s"
+    estimate = getattr(schedule, "remaining_estimate", None)
+    if estimate is None:
+        return None, None
+    delta = estimate(datetime.fromtimestamp(now, UTC))
+    # round(): the estimate is taken a moment after ``now``.
+    return (round(now + delta.total_seconds()), None) if delta is not None else (None, "never")
+
+
+def beat_schedule(
+    client: Any, redbeat_prefix: str, configured: Mapping[str, Mapping[str, Any]], now: float,
+) -> list[dict[str, Any]]:
+    """Beat entries with their last and next run.
+
+    Read from redbeat's keys when beat has stored them (``source: redbeat``);
+    configured entries beat has not stored yet are computed (``source: config``).
+    ``configured`` is ``workers.schedule.beat_schedule(settings)``.
+    """
+    from redbeat.decoder import RedBeatJSONDecoder
+
+    scores = {_text(member): score for member, score in
+              client.zrange(f"{redbeat_prefix}:schedule", 0, -1, withscores=True)}
+    entries: dict[str, dict[str, Any]] = {}
+    keys = sorted(k for k in scores if k.startswith(redbeat_prefix))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hmget(key, "definition", "meta")
+    for key, (definition, meta) in zip(keys, pipe.execute(), strict=True):
+        if not definition:
+            continue
+        d = json.loads(definition, cls=RedBeatJSONDecoder)
+        m = json.loads(meta, cls=RedBeatJSONDecoder) if meta else {}
+        score = scores[key]
+        name = d.get("name") or key[len(redbeat_prefix):]
+        entries[name] = {
+            "name": name,
+            "task": d.get("task"),
+            "schedule": describe_schedule(d.get("schedule")),
+            "enabled": bool(d.get("enabled", True)),
+            "last_run_at": iso(m.get("last_run_at")),
+            "total_run_count": m.get("total_run_count"),
+            "next_run_at": iso(score) if score >= 0 else None,
+            "overdue": score >= 0 and score < now - 60,
+            "note": None,
+            "source": "redbeat",
+        }
+    for name, conf in configured.items():
+        if name in entries:
+            continue
+        next_ts, note = _next_from_config(conf["schedule"], now)
+        entries[name] = {
+            "name": name,
+            "task": conf["task"],
+            "schedule": describe_schedule(conf["schedule"]),
+            "enabled": True,
+            "last_run_at": None,
+            "total_run_count": None,
+            "next_run_at": iso(next_ts),
+            "overdue": False,
+            "note": note,
+            "source": "config",
+        }
+    return sorted(entries.values(), key=lambda e: e["name"])
+
+
+# -- everything ----------------------------------------------------------------------
+def collect(
+    cache: Any,
+    keys: KeySchema,
+    *,
+    broker: Any | None = None,
+    redbeat_prefix: str | None = None,
+    configured_schedule: Mapping[str, Mapping[str, Any]] | None = None,
+    task_names: Iterable[str] = (),
+    top: int = 10,
+    now: float | None = None,
+    hot_factory: Callable[[Any, KeySchema], HotKeys] = HotKeys,
+) -> dict[str, Any]:
+    """The whole report, JSON-ready. A section that fails is named in ``errors``, not raised."""
+    from redis.exceptions import RedisError
+
+    now = time.time() if now is None else now
+    report: dict[str, Any] = {"generated_at": iso(now), "key_prefix": keys.root}
+    errors: dict[str, str] = {}
+
+    def section(name: str, build: Callable[[], Any], default: Any = None) -> Any:
+        try:
+            return build()
+        except (RedisError, OSError, ValueError) as exc:
+            errors[name] = describe_error(exc)
+            return default
+
+    windows = section("windows", lambda: hit_ratios(Metrics(cache, keys), now), {})
+    report["hit_ratio"] = {label: w["hit_ratio"] for label, w in windows.items()}
+    report["windows"] = windows
+    report["keys"] = section("keys", lambda: {
+        "summaries": count_keys(cache, keys.summary_pattern()),
+        "db_keys": cache.dbsize(),
+    })
+    report["memory"] = section("memory", lambda: memory(cache))
+    report["hot_keys"] = section(
+        "hot_keys",
+        lambda: [{"name": n, "score": round(s, 2)} for n, s in hot_factory(cache, keys).top(top, now)], [])
+    scheduled = [e["task"] for e in (configured_schedule or {}).values()]
+    report["tasks"] = section("tasks", lambda: TaskRuns(cache, keys).last_runs([*task_names, *scheduled]), [])
+    if broker is not None and redbeat_prefix is not None:
+        report["schedule"] = section(
+            "schedule", lambda: beat_schedule(broker, redbeat_prefix, configured_schedule or {}, now), [])
+    report["errors"] = errors
+    return report
