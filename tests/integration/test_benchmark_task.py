@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from tests.integration.test_foundation import put_items, restaurant, review
+from tests.support.items import put_items, restaurant, review
 
 pytestmark = pytest.mark.integration
 

@@ -14,31 +14,11 @@ import redis
 from cachewarm import service
 from cachewarm.keys import KeySchema
 from cachewarm.localstack import free_port
+from tests.support.items import put_items, restaurant, review
 
 pytestmark = pytest.mark.integration
 
 SEED = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed-items.jsonl"
-
-
-def put_items(repo, items):
-    from boto3.dynamodb.types import TypeSerializer
-
-    ser = TypeSerializer().serialize
-    for item in items:
-        repo.client.put_item(TableName=repo.table_name, Item={k: ser(v) for k, v in item.items()})
-
-
-def restaurant(name):
-    pk = f"REST#{name}"
-    return {"PK": pk, "SK": pk, "GSI1PK": pk, "GSI1SK": pk, "name": name, "cuisine": "Thai",
-            "address": "1 Road", "five_stars": 0, "four_stars": 0, "three_stars": 0, "two_stars": 0,
-            "one_stars": 0}
-
-
-def review(rest, rid, created_at="2022-01-01T00:00:00"):
-    return {"PK": f"USER#u{rid}", "SK": f"REST#{rest}", "GSI1PK": f"REST#{rest}",
-            "GSI1SK": f"#REVIEW#{rid}", "id": rid, "restaurant": rest, "username": f"u{rid}", "rating": 3,
-            "review": f"review of {rest}", "created_at": created_at}
 
 
 def test_table_create_is_idempotent_and_delete_works(cli, stack_env):

@@ -6,7 +6,7 @@ import pytest
 
 from cachewarm import service
 from cachewarm.cache import NO_VALUE
-from tests.integration.test_foundation import put_items, restaurant, review
+from tests.support.items import put_items, restaurant, review
 
 pytestmark = pytest.mark.integration
 

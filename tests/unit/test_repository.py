@@ -6,6 +6,9 @@ from moto import mock_aws
 
 from cachewarm.errors import TableNotFoundError
 from cachewarm.repository import RestaurantRepository
+from tests.support.items import put_items
+from tests.support.items import restaurant as make_restaurant
+from tests.support.items import review as make_review
 
 
 @pytest.fixture
@@ -20,24 +23,15 @@ def repo(monkeypatch):
 
 
 def put(repo, item):
-    from boto3.dynamodb.types import TypeSerializer
-
-    ser = TypeSerializer().serialize
-    repo.client.put_item(TableName=repo.table_name, Item={k: ser(v) for k, v in item.items()})
+    put_items(repo, [item])
 
 
 def restaurant(name):
-    pk = f"REST#{name}"
-    return {"PK": pk, "SK": pk, "GSI1PK": pk, "GSI1SK": pk, "name": name, "cuisine": "Thai",
-            "address": "1 Road", "five_stars": 1, "four_stars": 0, "three_stars": 0, "two_stars": 0,
-            "one_stars": 0}
+    return make_restaurant(name, five_stars=1)
 
 
 def review(rest, rid, created_at, user=None):
-    user = user or f"user{rid}"
-    return {"PK": f"USER#{user}", "SK": f"REST#{rest}", "GSI1PK": f"REST#{rest}",
-            "GSI1SK": f"#REVIEW#{rid}", "id": rid, "restaurant": rest, "username": user, "rating": 4,
-            "review": "ok", "created_at": created_at}
+    return make_review(rest, rid, created_at, user=user or f"user{rid}", rating=4)
 
 
 def test_create_table_is_idempotent(repo):
