@@ -8,7 +8,16 @@ NODE_STAMP := node_modules/.installed
 
 .PHONY: setup demo up test test-fast bench synth lint clean redis-server chromium
 
-setup: $(PY_STAMP) $(NODE_STAMP) redis-server chromium ## idempotent: .venv, Node deps, redis-server, chromium
+# $(call apt_ensure,command,package): install Debian's package when the command is missing.
+define apt_ensure
+	@command -v $(1) >/dev/null || { \
+	  echo "$(1) is missing; installing Debian's $(2)"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }
+	@command -v $(1) >/dev/null || { echo "could not install $(2)" >&2; exit 1; }
+endef
+
+setup: $(PY_STAMP) $(NODE_STAMP) redis-server ## idempotent: .venv, Node deps, redis-server
 
 $(PY_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
@@ -22,18 +31,10 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $@
 
 redis-server:
-	@command -v redis-server >/dev/null || { \
-	  echo "redis-server is missing; installing Debian's package"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi; }
-	@command -v redis-server >/dev/null || { echo "could not install redis-server" >&2; exit 1; }
+	$(call apt_ensure,redis-server,redis-server)
 
 chromium: ## Debian's chromium, driven headless by the Flower browser test (Playwright, no browser download)
-	@command -v chromium >/dev/null || { \
-	  echo "chromium is missing; installing Debian's package"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
-	@command -v chromium >/dev/null || { echo "could not install chromium" >&2; exit 1; }
+	$(call apt_ensure,chromium,chromium)
 
 demo: setup ## the whole system on the embedded local stack, then stop it
 	$(BIN)/cachewarm demo
@@ -41,7 +42,7 @@ demo: setup ## the whole system on the embedded local stack, then stop it
 up: setup ## local stack + Procfile processes in the foreground (Ctrl-C stops all)
 	$(BIN)/cachewarm stack up
 
-test: setup ## lint, unit and integration tests (real redis-server, dynalite, celery)
+test: setup chromium ## lint, unit and integration tests (real redis-server, dynalite, celery)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
