@@ -42,6 +42,8 @@ ENV_VARS: dict[str, str] = {
     "benchmark_schedule": "BENCHMARK_SCHEDULE",
     "benchmark_sample": "BENCHMARK_SAMPLE",
     "dynamodb_timeout": "DYNAMODB_TIMEOUT_SECONDS",
+    "broker_visibility_timeout": "BROKER_VISIBILITY_TIMEOUT_SECONDS",
+    "task_ledger": "CACHEWARM_TASK_LEDGER",
     # Flower reads these same names itself; workers/flowerconfig.py validates them here.
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
     "flower_address": "FLOWER_ADDRESS",
@@ -93,6 +95,16 @@ class Settings:
     dynamodb_max_attempts: int = 6
     # botocore connect and read timeout.
     dynamodb_timeout: float = 5.0
+    # Redis broker: a task a worker took but never acknowledged (acks_late; the
+    # worker was killed) goes back to the queue after this many seconds. It must
+    # exceed the longest task (the 1800 s hard time limit) and any retry
+    # countdown, or a task still running is delivered twice; lower it only to get
+    # a killed worker's tasks back sooner where tasks are short (the tests).
+    broker_visibility_timeout: int = 3600
+    # Append one JSON line per task start and end (task id, name, pid) to this
+    # file, from every worker process. Off by default; the reliability tests use
+    # it to count lost and duplicated executions.
+    task_ledger: str | None = None
     # Beat schedules: seconds between runs, a 5-field crontab ("m h dom mon dow",
     # UTC), or "off". Warming every 3 minutes refreshes hot keys well inside the
     # 15-minute TTL; stale checks run every minute; the benchmark once a day.
@@ -187,6 +199,8 @@ class Settings:
             hot_sample_rate=number("hot_sample_rate", float, 0.0, 1.0),
             dynamodb_max_attempts=number("dynamodb_max_attempts", int, 1, 20),
             dynamodb_timeout=number("dynamodb_timeout", float, 0.1, 300),
+            broker_visibility_timeout=number("broker_visibility_timeout", int, 1, 7 * 24 * 3600),
+            task_ledger=raw("task_ledger"),
             warm_hot_schedule=schedule("warm_hot_schedule"),
             warm_hot_top_k=number("warm_hot_top_k", int, 1, 100_000),
             invalidate_stale_schedule=schedule("invalidate_stale_schedule"),

@@ -47,5 +47,6 @@ def create_app(settings: Settings | None = None) -> Celery:
 
 app = create_app()
 
+import workers.ledger  # noqa: E402 - CACHEWARM_TASK_LEDGER: one line per task start and end (off by default)
 import workers.signals  # noqa: E402,F401 - connects start-up checks (connects to nothing)
 from workers import tracking  # noqa: E402,F401 - records task runs for `cachewarm stats` (connects to nothing)

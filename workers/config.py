@@ -25,11 +25,21 @@ ROUTES = {
     "cachewarm.run_benchmark": "bench",
 }
 
-# Longest hard time limit of any task. The broker's visibility timeout must be
-# longer, or Redis redelivers a task that is still running (and longer than any
-# countdown or retry backoff, which are capped far below it).
+# Longest hard time limit of any task. The broker's visibility timeout
+# (BROKER_VISIBILITY_TIMEOUT_SECONDS, default 3600) must be longer, or Redis
+# redelivers a task that is still running (and longer than any countdown or
+# retry backoff, which are capped far below it).
 TASK_TIME_LIMIT = 1800
-VISIBILITY_TIMEOUT = TASK_TIME_LIMIT * 2
+
+
+def _restore_interval(visibility_timeout: int) -> int:
+    """Seconds between kombu's sweeps for unacknowledged messages older than the visibility timeout.
+
+    A killed worker's task is handed out again only by such a sweep (one runs when a
+    worker starts, then every interval x 10 seconds). kombu's 10 s default suits the
+    default timeout; a short timeout gets proportionally frequent sweeps.
+    """
+    return max(1, min(10, visibility_timeout // 100))
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -41,7 +51,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_extended": True,  # Flower and `celery result` show names and arguments
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
-            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "unacked_restore_interval": _restore_interval(settings.broker_visibility_timeout),
             "socket_timeout": 10,
             "socket_connect_timeout": 10,
             "health_check_interval": 25,
