@@ -78,7 +78,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # second beat process waits instead of dispatching every period twice.
         # The lock is renewed every loop; a dead beat's lock expires after
         # redbeat_lock_timeout and the standby takes over.
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "workers.beat:RedBeatScheduler",  # redbeat that survives a Redis restart
         "beat_max_loop_interval": 5,
         "redbeat_redis_url": settings.broker_url,
         "redbeat_redis_options": {"retry_period": 60},

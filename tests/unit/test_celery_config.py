@@ -43,7 +43,7 @@ def test_beat_schedule_follows_settings():
     assert beat["warm-hot"]["schedule"] == 30.0 and beat["warm-hot"]["kwargs"] == {"top": 7}
     assert "invalidate-stale" not in beat
     assert isinstance(beat["benchmark"]["schedule"], crontab)
-    assert conf["beat_scheduler"] == "redbeat.RedBeatScheduler"
+    assert conf["beat_scheduler"] == "workers.beat:RedBeatScheduler"
     assert conf["redbeat_lock_timeout"] > conf["beat_max_loop_interval"]
 
 
