@@ -23,6 +23,7 @@ Where the numbers come from:
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -127,22 +128,23 @@ def memory(client: Any) -> dict[str, Any]:
 
 
 # -- task runs -------------------------------------------------------------------------
-def summarize_result(value: Any) -> Any:
-    """A small, secret-free picture of a task's return value (lists become their length)."""
+def summarize_result(value: Any, depth: int = 2) -> Any:
+    """A small, secret-free picture of a task's return value.
+
+    Lists become their length (a warm's names are not worth keeping); mappings
+    keep their first fields, two levels deep (a benchmark's ``db_ms.p50``).
+    """
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
         return mask_text(value)[:_MAX_TEXT]
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in list(value.items())[:_MAX_RESULT_FIELDS]:
-            if isinstance(item, list | tuple | set | Mapping):
-                out[str(key)] = len(item)
-            else:
-                out[str(key)] = summarize_result(item)
-        return out
     if isinstance(value, list | tuple | set):
         return len(value)
+    if isinstance(value, Mapping):
+        if depth <= 0:
+            return len(value)
+        return {str(key): summarize_result(item, depth - 1)
+                for key, item in list(value.items())[:_MAX_RESULT_FIELDS]}
     return mask_text(repr(value))[:_MAX_TEXT]
 
 
@@ -257,12 +259,25 @@ def _next_from_config(schedule: Any, now: float) -> tuple[float | None, str | No
     if run_every is not None:
         # Beat runs a never-run interval entry as soon as it starts.
         return None, f"at beat start, then every {run_every.total_seconds():g}s"
-    estimate = getattr(schedule, "remaining_estimate", None)
-    if estimate is None:
+    if getattr(schedule, "remaining_estimate", None) is None:
         return None, None
-    delta = estimate(datetime.fromtimestamp(now, UTC))
-    # round(): the estimate is taken a moment after ``now``.
+    delta = _as_of(schedule, now).remaining_estimate(datetime.fromtimestamp(now, UTC))
     return (round(now + delta.total_seconds()), None) if delta is not None else (None, "never")
+
+
+def _as_of(schedule: Any, now: float) -> Any:
+    """A copy of a celery schedule whose clock reads ``now`` (its estimates are relative to it)."""
+    clocked = copy.copy(schedule)
+    clocked.nowfun = lambda: datetime.fromtimestamp(now, UTC)
+    return clocked
+
+
+def _estimate(schedule: Any, last_run_at: datetime | None, now: float) -> float | None:
+    """Next run after ``last_run_at``, to the second, from a schedule object."""
+    if getattr(schedule, "remaining_estimate", None) is None or last_run_at is None:
+        return None
+    delta = _as_of(schedule, now).remaining_estimate(last_run_at)  # from now to the next run after last_run_at
+    return None if delta is None else round(now + delta.total_seconds())
 
 
 def beat_schedule(
@@ -289,16 +304,21 @@ def beat_schedule(
         d = json.loads(definition, cls=RedBeatJSONDecoder)
         m = json.loads(meta, cls=RedBeatJSONDecoder) if meta else {}
         score = scores[key]
+        next_ts = score if score >= 0 else None
+        estimate = _estimate(d.get("schedule"), m.get("last_run_at"), now)
+        if next_ts is not None and estimate is not None and abs(estimate - next_ts) < 2:
+            next_ts = estimate  # the same run: redbeat truncates its score to whole seconds
         name = d.get("name") or key[len(redbeat_prefix):]
         entries[name] = {
             "name": name,
             "task": d.get("task"),
             "schedule": describe_schedule(d.get("schedule")),
             "enabled": bool(d.get("enabled", True)),
-            "last_run_at": iso(m.get("last_run_at")),
-            "total_run_count": m.get("total_run_count"),
-            "next_run_at": iso(score) if score >= 0 else None,
-            "overdue": score >= 0 and score < now - 60,
+            # Beat stores a new entry with last_run_at = its own start; only a count says it ran.
+            "last_run_at": iso(m.get("last_run_at")) if m.get("total_run_count") else None,
+            "total_run_count": m.get("total_run_count") or 0,
+            "next_run_at": iso(next_ts),
+            "overdue": next_ts is not None and next_ts < now - 60,
             "note": None,
             "source": "redbeat",
         }

@@ -21,7 +21,7 @@ def gather(top: int = 10) -> dict[str, Any]:
     from cachewarm.masking import mask_url
     from cachewarm.settings import get_settings
     from cachewarm.stats import collect
-    from workers import app as celery_app
+    from workers.config import celery_config
     from workers.schedule import beat_schedule
 
     settings = get_settings()
@@ -35,7 +35,7 @@ def gather(top: int = 10) -> dict[str, Any]:
         cache,
         KeySchema(prefix=settings.key_prefix),
         broker=broker,
-        redbeat_prefix=celery_app.conf.redbeat_key_prefix,
+        redbeat_prefix=celery_config(settings)["redbeat_key_prefix"],
         configured_schedule=beat_schedule(settings),
         top=top,
     )
@@ -65,7 +65,11 @@ def _num(value: Any, fmt: str = "{:,}") -> str:
 
 def render(report: dict[str, Any]) -> None:
     """A person's view of the report."""
-    console.print(f"cache {report['cache']}  prefix {report['key_prefix']}  at {report['generated_at']}",
+    from rich.console import Console
+
+    # Piped output has no width; give the tables room instead of rich's 80 columns.
+    out = console if console.is_terminal else Console(highlight=False, width=200)
+    out.print(f"cache {report['cache']}  prefix {report['key_prefix']}  at {report['generated_at']}",
                   markup=False)
 
     t = Table("window", "hit ratio", "reads", "hits", "misses", "fills", "fill ms", "waits", "wait t/o",
@@ -75,7 +79,7 @@ def render(report: dict[str, Any]) -> None:
                   _num(w["fills"]), _num(w["fill_ms_avg"], "{:.2f}"), _num(w["waits"]), _num(w["wait_timeouts"]),
                   _num(w["refused_lease"] + w["refused_floor"]), _num(w["invalidations"]),
                   _num(w["early_refreshes"]))
-    console.print(t)
+    out.print(t)
 
     keys, mem = report.get("keys") or {}, report.get("memory") or {}
     t = Table("summaries", "keys in db", "used memory", "maxmemory", "policy", "evicted keys",
@@ -84,14 +88,14 @@ def render(report: dict[str, Any]) -> None:
     _row(t, _num(keys.get("summaries")), _num(keys.get("db_keys")), mem.get("used_memory_human") or "-",
               "none" if maxmemory == 0 else (mem.get("maxmemory_human") or "-"),
               mem.get("maxmemory_policy") or "unknown", _num(mem.get("evicted_keys")))
-    console.print(t)
+    out.print(t)
     if mem.get("eviction_warning"):
-        console.print(f"warning: {mem['eviction_warning']}", markup=False)
+        out.print(f"warning: {mem['eviction_warning']}", markup=False)
 
     t = Table("#", "name", "score", title=f"top {len(report['hot_keys'])} hot keys")
     for rank, hot in enumerate(report["hot_keys"], start=1):
         _row(t, str(rank), hot["name"], f"{hot['score']:.1f}")
-    console.print(t)
+    out.print(t)
 
     t = Table("task", "last run", "state", "runtime", "result / error", "runs", "failures", title="task runs")
     for run in report["tasks"]:
@@ -101,7 +105,7 @@ def render(report: dict[str, Any]) -> None:
         outcome = run["error"] or _short(run["result"])
         _row(t, run["task"], run["last_run"], run["state"], _num(run["runtime_s"], "{:.2f}s"), outcome,
                   str(run["runs"]), str(run["failures"]))
-    console.print(t)
+    out.print(t)
 
     if "schedule" in report:
         t = Table("entry", "task", "schedule", "last run", "next run", "source", title="beat schedule")
@@ -112,10 +116,10 @@ def render(report: dict[str, Any]) -> None:
             if not e["enabled"]:
                 nxt = "disabled"
             _row(t, e["name"], e["task"], e["schedule"], e["last_run_at"] or "never", nxt, e["source"])
-        console.print(t)
+        out.print(t)
 
     for section, error in report["errors"].items():
-        console.print(f"{section}: unavailable ({error})", markup=False)
+        out.print(f"{section}: unavailable ({error})", markup=False)
 
 
 def _row(table: Table, *cells: str) -> None:
@@ -126,5 +130,8 @@ def _row(table: Table, *cells: str) -> None:
 def _short(result: Any, limit: int = 80) -> str:
     if result is None:
         return ""
-    text = ", ".join(f"{k}={v}" for k, v in result.items()) if isinstance(result, dict) else str(result)
+    if isinstance(result, dict):  # the scalar figures; nested ones are in --json
+        text = ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict))
+    else:
+        text = str(result)
     return text if len(text) <= limit else text[: limit - 1] + "…"

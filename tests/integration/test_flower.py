@@ -141,10 +141,9 @@ def test_flower_refuses_to_start_without_a_login(stack_env):
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup installs it)")
-def test_browser_logs_in_and_sees_the_worker_and_a_succeeded_benchmark(worker, flower, stack_env, table, tmp_path):
+def test_browser_logs_in_and_sees_the_worker_and_a_succeeded_benchmark(worker, flower, table, celery_client,
+                                                                       tmp_path):
     from playwright.sync_api import expect, sync_playwright
-
-    from workers import app
 
     seed(table, restaurants=12, reviews=3)
     prefix = worker_name(worker)
@@ -169,8 +168,8 @@ def test_browser_logs_in_and_sees_the_worker_and_a_succeeded_benchmark(worker, f
             expect(row).to_have_count(1, timeout=60_000)
             expect(row).to_contain_text("Online", timeout=60_000)
 
-            warm = app.send_task("cachewarm.warm_names", args=[["Bench 000", "Bench 001", "Bench 002"]])
-            bench = app.send_task("cachewarm.run_benchmark", kwargs={"sample": 5})
+            warm = celery_client.send_task("cachewarm.warm_names", args=[["Bench 000", "Bench 001", "Bench 002"]])
+            bench = celery_client.send_task("cachewarm.run_benchmark", kwargs={"sample": 5})
             assert warm.get(timeout=120)["requested"] == 3
             assert bench.get(timeout=180)["sample"] == 5
 
