@@ -257,8 +257,9 @@ def _next_from_config(schedule: Any, now: float) -> tuple[float | None, str | No
     """Next run of a configured entry that beat has never stored."""
     run_every = _run_every(schedule)
     if run_every is not None:
-        # Beat runs a never-run interval entry as soon as it starts.
-        return None, f"at beat start, then every {run_every.total_seconds():g}s"
+        # redbeat stores a new entry as if it had just run: its first run is one interval after beat starts.
+        every = f"{run_every.total_seconds():g}s"
+        return None, f"{every} after beat starts, then every {every}"
     if getattr(schedule, "remaining_estimate", None) is None:
         return None, None
     delta = _as_of(schedule, now).remaining_estimate(datetime.fromtimestamp(now, UTC))

@@ -179,7 +179,7 @@ def test_beat_schedule_reads_redbeat_and_falls_back_to_the_config(r):
     assert bench["source"] == "config" and bench["schedule"] == "crontab 30 4 * * * (UTC)"
     assert bench["next_run_at"].endswith("T04:30:00+00:00")
     assert entries["invalidate-stale"]["next_run_at"] is None
-    assert entries["invalidate-stale"]["note"] == "at beat start, then every 60s"
+    assert entries["invalidate-stale"]["note"] == "60s after beat starts, then every 60s"
     assert describe_schedule(crontab(minute="*/5")) == "crontab */5 * * * * (UTC)"
 
 
