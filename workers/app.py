@@ -20,6 +20,7 @@ TASK_MODULES = [
     "workers.tasks.warm",
     "workers.tasks.maintenance",
     "workers.tasks.bench",
+    "workers.tasks.load",
 ]
 
 

@@ -1,0 +1,71 @@
+"""Write-around for loads: the load never fills the cache, it invalidates what it touched.
+
+A restaurant's cached summary is built from everything in GSI1 partition
+``REST#<name>``: the restaurant item and its reviews. So after a block of lines
+is written, every ``<name>`` seen in a written item's ``GSI1PK`` is invalidated
+through the cache engine (which also voids fill leases, so a reader that read
+the table before our write cannot store its old value after it). Invalidating
+*after* the write is what makes this safe; before it, a reader could re-fill
+the old value in between.
+
+A load must not fail because the cache is down: the first Redis error turns
+invalidation off for the rest of this process, and the names left alone are
+counted, so the report can say how many summaries may be stale (for at most
+the cache TTL) instead of staying silent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Invalidator:
+    """Invalidates restaurant summaries through a lazily built cache engine."""
+
+    def __init__(self, engine_factory: Callable[[], Any]):
+        self._engine_factory = engine_factory
+        self._engine: Any = None
+        self.error: str | None = None  # set once the cache has failed
+
+    def __call__(self, names: Collection[str]) -> tuple[int, int]:
+        """Invalidate ``names``; return ``(invalidated, skipped because the cache is unavailable)``."""
+        if not names:
+            return 0, 0
+        if self.error is not None:
+            return 0, len(names)
+        from redis.exceptions import RedisError
+
+        done = 0
+        try:
+            engine = self._engine or self._build()
+            many = getattr(engine, "invalidate_many", None)
+            if many is not None:
+                many(list(names))
+                return len(names), 0
+            for name in names:
+                engine.invalidate(name)
+                done += 1
+        except (RedisError, OSError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("cache unavailable, write-around invalidation is off for this load: %s", self.error)
+            return done, len(names) - done
+        return done, 0
+
+    def _build(self) -> Any:
+        self._engine = self._engine_factory()
+        return self._engine
+
+
+def settings_engine_factory(settings: Any) -> Callable[[], Any]:
+    """A factory for the process's cache engine (built after a fork or spawn, never before)."""
+
+    def build() -> Any:
+        from cachewarm import service
+
+        return service.engine(settings)
+
+    return build

@@ -1,0 +1,406 @@
+"""Streaming JSON-lines input: local files or ``s3://`` objects, plain or gzip, read in blocks.
+
+Memory stays constant whatever the input size: the file is read in blocks of
+about :data:`BLOCK_BYTES`, each cut at its last newline, so a block always holds
+whole lines and a line number is known for every line. Block boundaries depend
+only on the bytes of the file and the block size, which lets a checkpoint name
+finished blocks by index.
+
+A line longer than :data:`MAX_LINE_BYTES` is never held in memory whole: it is
+skipped to its newline and reported as :class:`TooLong` (DynamoDB's item limit
+is 400 KB, so such a line could never be written anyway).
+
+Offsets (``start``/``end``) are positions in the *decompressed* stream. A plain
+file seeks to them; a gzip stream is decompressed and discarded up to ``start``,
+since gzip has no random access.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from loaders.errors import InputError, LoadFailed
+
+#: Bytes read per block. About 2,000 lines of the original format: enough to
+#: keep several writers busy, small enough that a few blocks in flight cost
+#: only a few megabytes.
+BLOCK_BYTES = 1 << 20
+#: Longest line we hold in memory. Generous next to DynamoDB's 400 KB item limit,
+#: because JSON escapes can make a line several times larger than its item.
+MAX_LINE_BYTES = 4 << 20
+#: How much of an over-long line is kept for the rejects file.
+TOO_LONG_HEAD = 1024
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """Stands in for a line longer than :data:`MAX_LINE_BYTES`: its length and first bytes."""
+
+    length: int
+    head: bytes
+
+
+@dataclass
+class Block:
+    """Whole lines read together. ``lines`` hold raw bytes without the newline."""
+
+    index: int
+    offset: int  # decompressed offset of the block's first byte
+    first_line: int  # 1-based number of lines[0]
+    lines: list[bytes | TooLong]
+    nbytes: int  # decompressed bytes the block covers, newlines included
+    source_bytes: int  # bytes of the underlying file or object this block accounts for (progress)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A line-aligned range of the decompressed input: what a Celery ``load_chunk`` task gets."""
+
+    index: int
+    start: int
+    end: int
+    first_line: int
+    lines: int
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON-ready form (task arguments)."""
+        return {"index": self.index, "start": self.start, "end": self.end, "first_line": self.first_line,
+                "lines": self.lines}
+
+
+# -- sources -----------------------------------------------------------------------
+
+
+class Source:
+    """Where the input lives. Subclasses open the raw (possibly compressed) bytes."""
+
+    uri: str
+    size: int  # raw bytes
+    compressed: bool
+
+    def open_raw(self, start: int = 0) -> BinaryIO:
+        """The raw bytes from ``start`` (an offset of the raw file)."""
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint records to recognise this exact input again."""
+        raise NotImplementedError
+
+    def open(self, start: int = 0) -> Stream:
+        """The decompressed stream, positioned at decompressed offset ``start``."""
+        if not self.compressed:
+            return Stream(self.open_raw(start), compressed=False, base=start)
+        stream = Stream(self.open_raw(0), compressed=True, base=0)
+        stream.skip(start)
+        return stream
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+
+class LocalSource(Source):
+    """A file on this machine."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.uri = str(path)
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            raise InputError(f"{self.uri}: no such file") from None
+        except OSError as exc:
+            raise InputError(f"{self.uri}: {exc.strerror or exc}") from None
+        if self.path.is_dir():
+            raise InputError(f"{self.uri} is a directory, not a JSON-lines file")
+        self.size = stat.st_size
+        self._stat = stat
+        try:
+            with open(self.path, "rb") as handle:
+                self.compressed = handle.read(2) == GZIP_MAGIC
+        except OSError as exc:
+            raise InputError(f"{self.uri}: {exc.strerror or exc}") from None
+
+    def open_raw(self, start: int = 0) -> BinaryIO:
+        """Open and seek."""
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+        except OSError as exc:
+            raise InputError(f"{self.uri}: {exc.strerror or exc}") from None
+        if start:
+            handle.seek(start)
+        return handle
+
+    def identity(self) -> dict[str, Any]:
+        """Absolute path, size and modification time."""
+        return {"uri": str(self.path.resolve()), "size": self._stat.st_size, "mtime_ns": self._stat.st_mtime_ns}
+
+
+class S3Source(Source):
+    """An object in S3, read with ranged GETs (so Celery chunks never download the whole object)."""
+
+    def __init__(self, uri: str, client: Any):
+        rest = uri[len("s3://"):]
+        bucket, _, key = rest.partition("/")
+        if not bucket or not key:
+            raise InputError(f"{uri}: expected s3://BUCKET/KEY")
+        self.uri, self.bucket, self.key, self.client = uri, bucket, key, client
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+            self.size = int(head["ContentLength"])
+            self.etag = head.get("ETag", "")
+            self.compressed = head.get("ContentEncoding") == "gzip" or (
+                self.size >= 2 and self._get(Range="bytes=0-1").read() == GZIP_MAGIC
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
+                raise InputError(f"{uri}: no such object") from None
+            raise InputError(f"{uri}: {code or exc}") from None
+        except BotoCoreError as exc:
+            raise InputError(f"{uri}: {exc}") from None
+
+    def _get(self, **kwargs: Any) -> Any:
+        return self.client.get_object(Bucket=self.bucket, Key=self.key, **kwargs)["Body"]
+
+    def open_raw(self, start: int = 0) -> BinaryIO:
+        """A streaming body from ``start`` (one ranged GET)."""
+        if start >= self.size:
+            return _Empty()
+        return self._get(Range=f"bytes={start}-") if start else self._get()
+
+    def identity(self) -> dict[str, Any]:
+        """URI, size and ETag."""
+        return {"uri": self.uri, "size": self.size, "etag": self.etag}
+
+
+class _Empty:
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(uri: str | os.PathLike[str], *, s3_client: Any = None, region: str | None = None) -> Source:
+    """Open a local path or an ``s3://bucket/key`` URI (raises :class:`InputError` if unusable)."""
+    text = os.fspath(uri)
+    if text.startswith("s3://"):
+        if s3_client is None:
+            s3_client = _s3_client(region)
+        return S3Source(text, s3_client)
+    if "://" in text:
+        raise InputError(f"{text}: only local paths and s3:// URIs are supported")
+    return LocalSource(text)
+
+
+def _s3_client(region: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(region_name=region, retries={"mode": "standard", "max_attempts": 6})
+    return boto3.session.Session().client("s3", config=config)
+
+
+class Stream:
+    """Decompressed bytes of a source, with the raw position for progress."""
+
+    def __init__(self, raw: BinaryIO, *, compressed: bool, base: int):
+        self.raw = raw
+        self.compressed = compressed
+        self._raw_read = 0
+        self._base = base
+        self._data: Any = gzip.GzipFile(fileobj=_Counting(raw, self), mode="rb") if compressed else raw
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes; fewer only at the end of the input."""
+        out = bytearray()
+        try:
+            while len(out) < size:
+                piece = self._data.read(size - len(out))
+                if not piece:
+                    break
+                if not self.compressed:
+                    self._raw_read += len(piece)
+                out += piece
+        except (OSError, EOFError, zlib.error) as exc:
+            raise LoadFailed(f"cannot read the input: {exc}") from None
+        return bytes(out)
+
+    def skip(self, size: int) -> None:
+        """Read and discard ``size`` decompressed bytes (gzip has no seek)."""
+        while size > 0:
+            piece = self.read(min(size, BLOCK_BYTES))
+            if not piece:
+                return
+            size -= len(piece)
+
+    def raw_position(self) -> int:
+        """How far into the raw file or object we have read."""
+        return self._base + self._raw_read
+
+    def close(self) -> None:
+        """Close the underlying handle."""
+        if self.compressed:
+            self._data.close()
+        close = getattr(self.raw, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Counting:
+    """File-like wrapper that counts raw bytes read (compressed progress)."""
+
+    def __init__(self, raw: BinaryIO, owner: Stream):
+        self.raw, self.owner = raw, owner
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.owner._raw_read += len(data)
+        return data
+
+    def close(self) -> None:
+        pass
+
+
+# -- blocks of lines ------------------------------------------------------------
+
+
+def iter_blocks(
+    stream: Stream,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 1,
+    block_bytes: int = BLOCK_BYTES,
+    max_line: int = MAX_LINE_BYTES,
+) -> Iterator[Block]:
+    """Yield blocks of whole lines from ``stream`` (positioned at ``start``) up to ``end``.
+
+    The last line may lack its newline. Blank lines are kept (the validator
+    rejects them), so every line of the input appears exactly once, numbered.
+    """
+    remaining = None if end is None else max(0, end - start)
+
+    def read(size: int) -> bytes:
+        nonlocal remaining
+        if remaining is not None:
+            size = min(size, remaining)
+        if size <= 0:
+            return b""
+        data = stream.read(size)
+        if remaining is not None:
+            remaining -= len(data)
+        return data
+
+    offset, line_no, index = start, first_line, 0
+    carry = b""
+    last_raw = stream.raw_position()
+
+    def make(lines: list[bytes | TooLong], nbytes: int) -> Block:
+        nonlocal offset, line_no, index, last_raw
+        raw = stream.raw_position()
+        source_bytes = (raw - last_raw) if stream.compressed else nbytes
+        last_raw = raw
+        block = Block(index, offset, line_no, lines, nbytes, source_bytes)
+        offset += nbytes
+        line_no += len(lines)
+        index += 1
+        return block
+
+    while True:
+        data = read(block_bytes)
+        at_end = len(data) == 0
+        buf = carry + data if carry else data
+        if not buf:
+            return
+        if at_end:
+            body, carry = buf, b""
+        else:
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                if len(buf) <= max_line:
+                    carry = buf  # a long line in progress: read on
+                    continue
+                line, nbytes, carry = _skip_long_line(buf, read)
+                yield make([line], nbytes)
+                continue
+            body, carry = buf[: cut + 1], buf[cut + 1:]
+        lines: list[bytes | TooLong] = list(body.split(b"\n"))
+        if body.endswith(b"\n"):
+            lines.pop()
+        for i, line in enumerate(lines):
+            if len(line) > max_line:  # type: ignore[arg-type]
+                lines[i] = TooLong(len(line), bytes(line[:TOO_LONG_HEAD]))  # type: ignore[index]
+        yield make(lines, len(body))
+        if at_end:
+            return
+
+
+def _skip_long_line(buf: bytes, read) -> tuple[TooLong, int, bytes]:
+    """Consume the rest of an over-long line; return it as TooLong, the bytes covered, and what follows."""
+    head, length = buf[:TOO_LONG_HEAD], len(buf)
+    while True:
+        piece = read(BLOCK_BYTES)
+        if not piece:
+            return TooLong(length, head), length, b""
+        newline = piece.find(b"\n")
+        if newline >= 0:
+            length += newline
+            return TooLong(length, head), length + 1, piece[newline + 1:]
+        length += len(piece)
+
+
+def plan_chunks(stream: Stream, *, chunk_lines: int) -> tuple[list[Chunk], int, int]:
+    """Scan the whole input once, counting lines; cut it into ranges of ``chunk_lines`` lines.
+
+    Returns ``(chunks, total_lines, total_bytes)``. Only offsets are kept, so a
+    billion-line file costs a list of a few thousand chunks.
+    """
+    if chunk_lines < 1:
+        raise ValueError("chunk_lines must be at least 1")
+    chunks: list[Chunk] = []
+    pos = 0  # decompressed bytes scanned
+    lines = 0  # newlines seen
+    chunk_start, chunk_first = 0, 1
+    last_byte = b""
+    while True:
+        piece = stream.read(BLOCK_BYTES)
+        if not piece:
+            break
+        count = piece.count(b"\n")
+        # Whole chunks that end inside this piece: find the exact newline of each.
+        search = 0
+        while lines + count >= chunk_first - 1 + chunk_lines and count > 0:
+            need = chunk_first - 1 + chunk_lines - lines  # newlines still needed in this piece
+            idx = search - 1
+            for _ in range(need):
+                idx = piece.find(b"\n", idx + 1)
+            end = pos + idx + 1
+            chunks.append(Chunk(len(chunks), chunk_start, end, chunk_first, chunk_lines))
+            lines += need
+            count -= need
+            search = idx + 1
+            chunk_start, chunk_first = end, chunk_first + chunk_lines
+        lines += count
+        pos += len(piece)
+        last_byte = piece[-1:]
+    total_lines = lines + (1 if pos and last_byte != b"\n" else 0)
+    if pos > chunk_start:
+        chunks.append(Chunk(len(chunks), chunk_start, pos, chunk_first, total_lines - chunk_first + 1))
+    return chunks, total_lines, pos
