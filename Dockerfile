@@ -4,7 +4,7 @@
 # directory). The default command runs a worker; compose and ECS pass the others:
 #   celery -A workers worker --loglevel=INFO
 #   celery -A workers beat --loglevel=INFO
-#   celery -A workers flower --address=0.0.0.0 --port=5555
+#   celery -A workers flower --conf=workers/flowerconfig.py --address=0.0.0.0 --port=5555
 #   cachewarm table create | cachewarm load FILE | cachewarm generate -o FILE ...
 ARG PYTHON_VERSION=3.12
 
