@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cachewarm.errors import TransportError
 from cachewarm.hotkeys import HotKeys
 from cachewarm.keys import KeySchema
 from cachewarm.metrics import RETENTION_SECONDS, Metrics
@@ -194,7 +195,8 @@ class CacheAside:
         The fills counter is bumped inside the same script, so this really is one
         round trip however many entries there are.
 
-        Used by the warmer. Entries older than a writer's floor, or with a fill
+        Used by the warmer; an unreachable cache raises TransportError (retryable).
+        Entries older than a writer's floor, or with a fill
         in flight, are skipped. Returns how many were stored.
         """
         keys: list[str] = [self.metrics.bucket_key(time.time())]
@@ -205,7 +207,15 @@ class CacheAside:
             args += [entry.encode(), ttl_ms, entry.version]
         if len(keys) == 1:
             return 0
-        return int(self._warm(keys=keys, args=args))
+        from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
+
+        try:
+            return int(self._warm(keys=keys, args=args))
+        except AuthenticationError:
+            raise
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            # The warm's reads are done and cheap to redo: a cache outage is worth a retry.
+            raise TransportError(f"cannot reach the cache's Redis: {exc}") from exc
 
     def flush(self) -> None:
         """Send read tallies still held in memory (at exit, or before ranking hot keys)."""
