@@ -68,21 +68,25 @@ def redis_client(url: str, *, timeout: float, retries: int = 1) -> redis.Redis:
     """A redis-py client for ``url`` with bounded socket timeouts.
 
     Retries are configuration (redis-py's ``Retry``), with jittered exponential
-    backoff, and only for connection and timeout errors.
+    backoff, and only for connection errors (a dropped socket is worth one quick
+    reconnect). Never for timeouts: a hung server would make every read wait
+    for each attempt, and for each attempt of the connection handshake inside
+    it (four timeouts with one retry), where failing open after one is the point.
     """
 
     def build():
         import redis
         from redis.backoff import ExponentialWithJitterBackoff
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import ConnectionError
         from redis.retry import Retry
 
         return redis.Redis.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.01), retries),
-            retry_on_error=[ConnectionError, TimeoutError],
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.01), retries,
+                        supported_errors=(ConnectionError,)),
+            retry_on_error=[ConnectionError],
             health_check_interval=30,
             client_name="cachewarm",
         )
