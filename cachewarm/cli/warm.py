@@ -37,9 +37,10 @@ def register(app: typer.Typer) -> None:
                 console.print("no reads recorded yet: nothing is hot", markup=False)
                 raise typer.Exit(0)
 
+        from cachewarm.cli.broker import send_all
         from workers import app as celery_app
 
-        results = [celery_app.send_task("cachewarm.warm_names", args=[chunk]) for chunk in chunked(names, CHUNK)]
+        results = send_all(celery_app, "cachewarm.warm_names", ({"args": [chunk]} for chunk in chunked(names, CHUNK)))
         if not wait:
             if as_json:
                 print_json({"task_ids": [r.id for r in results], "names": len(names)})
