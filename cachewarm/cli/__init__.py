@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from cachewarm.cli import bench, demo, read, stack, stats, table, warm, write
+from cachewarm.cli import bench, demo, load, read, stack, stats, table, warm, write
 from cachewarm.cli.output import err_console
 from cachewarm.errors import CachewarmError
 from cachewarm.masking import mask_text
@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for module in (table, read, warm, write, bench, stats, stack, demo):
+for module in (table, load, read, warm, write, bench, stats, stack, demo):
     module.register(app)
 
 
