@@ -207,7 +207,7 @@ def _summarize(report, settings, *, as_json: bool) -> None:
             extra.append(f"{_lines(report.resumed_lines)} finished by an earlier run")
         note = f" ({'; '.join(extra)})" if extra else ""
         console.print(
-            f"loaded {report.source}: {report.lines:,} lines, {report.written:,} written, "
+            f"loaded {report.source}: {_lines(report.lines)}, {report.written:,} written, "
             f"{report.rejected:,} rejected{note} in {report.seconds:.1f}s "
             f"({report.items_per_second:,.0f} items/s)",
             markup=False, soft_wrap=True,
