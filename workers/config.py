@@ -42,9 +42,28 @@ def _restore_interval(visibility_timeout: int) -> int:
     return max(1, min(10, visibility_timeout // 100))
 
 
+def _tls_options(url: str) -> dict[str, Any] | None:
+    """Certificate checks for a ``rediss://`` URL that does not spell them out.
+
+    Celery refuses a ``rediss://`` broker or result backend without
+    ``ssl_cert_reqs`` in the URL (ElastiCache hands out exactly such URLs);
+    redis-py and redbeat verify by default. Verify here too, against the
+    system's trust store (``SSL_CERT_FILE``) unless the URL names ``ssl_ca_certs``.
+    """
+    import ssl
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parts.query):
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery setting the project uses, for ``settings``."""
+    tls = _tls_options(settings.broker_url)
     return {
+        **({"broker_use_ssl": tls, "redis_backend_use_ssl": tls} if tls else {}),
         "broker_url": settings.broker_url,
         "result_backend": settings.broker_url,
         "result_expires": 24 * 3600,
