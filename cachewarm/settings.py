@@ -243,6 +243,13 @@ def _redis_url(variable: str, value: str) -> str:
     db = parts.path.lstrip("/")
     if parts.scheme != "unix" and db and not db.isdigit():
         raise ConfigError(variable, value, "the path must be a database number such as /0")
+    from urllib.parse import parse_qs
+
+    cert_reqs = [v.lower() for v in parse_qs(parts.query).get("ssl_cert_reqs", [])]
+    if parts.scheme == "rediss" and set(cert_reqs) & {"none", "cert_none", "optional", "cert_optional"}:
+        # A server whose certificate we cannot verify is never used: it may be anyone.
+        raise ConfigError(variable, value, "ssl_cert_reqs must be 'required' (certificates are always verified); "
+                                           "for a private CA add ssl_ca_certs=/path/ca.pem")
     return value
 
 
