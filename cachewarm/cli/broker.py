@@ -12,23 +12,34 @@ class PublishError(TransportError):
     """The broker refused or could not take a task message."""
 
 
-def _out_of_memory(exc: BaseException) -> bool:
-    seen: set[int] = set()
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if type(current).__name__ == "OutOfMemoryError" or "maxmemory" in str(current):
-            return True
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
         current = current.__cause__ or current.__context__
-    return False
+    return seen
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return any(type(e).__name__ == "OutOfMemoryError" or "maxmemory" in str(e) for e in _chain(exc))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The Redis or TLS error under Celery's wrappers ("Retry limit exceeded ... result store")."""
+    for error in _chain(exc):
+        if type(error).__module__.split(".")[0] in ("redis", "ssl"):
+            return error
+    return exc
 
 
 def send_all(celery_app: Any, name: str, calls: Iterable[dict[str, Any]]) -> list[Any]:
     """``send_task(name, **call)`` for each call; on failure raise :class:`PublishError` saying what was queued.
 
     kombu reports a full Redis (``OOM command not allowed``) as an OperationalError
-    naming an internal command, and a retried publish can even surface as an
-    AttributeError; the user gets one line that names the cause and the way out.
+    naming an internal command, and Celery reports a refused password or an
+    unverifiable certificate as "Retry limit exceeded ... result store backend";
+    the user gets one line that names the real cause (and the way out).
     """
     from cachewarm.masking import mask_text, mask_url
 
@@ -44,6 +55,7 @@ def send_all(celery_app: Any, name: str, calls: Iterable[dict[str, Any]]) -> lis
                     f"{name} was not queued: the broker's Redis at {broker} is out of memory (maxmemory "
                     f"reached and nothing left to evict){done}. Start workers to drain the queues, "
                     "or raise maxmemory.") from None
+            cause = _root_cause(exc)
             raise PublishError(f"{name} was not queued on the broker at {broker}: "
-                               f"{type(exc).__name__}: {mask_text(str(exc))}{done}") from None
+                               f"{type(cause).__name__}: {mask_text(str(cause).strip())}{done}") from None
     return sent
