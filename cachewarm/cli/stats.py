@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cachewarm.cli.output import console, print_json
+from cachewarm.cli.output import console, print_json, printable
 
 
 def gather(top: int = 10) -> dict[str, Any]:
@@ -123,8 +123,8 @@ def render(report: dict[str, Any]) -> None:
 
 
 def _row(table: Table, *cells: str) -> None:
-    # Text, not markup: a restaurant called "[bold]x" is printed as it is.
-    table.add_row(*(Text(cell) for cell in cells))
+    # Text, not markup: a restaurant called "[bold]x" is printed as it is; control characters as escapes.
+    table.add_row(*(Text(printable(cell)) for cell in cells))
 
 
 def _short(result: Any, limit: int = 80) -> str:

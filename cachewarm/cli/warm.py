@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from cachewarm.cli.output import console, err_console, print_json
+from cachewarm.cli.output import console, err_console, print_json, printable
 
 CHUNK = 100
 
@@ -52,9 +52,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json({"warmed": warmed, "not_found": missing})
         else:
-            console.print(f"warmed {len(warmed)}: {', '.join(warmed)}", markup=False, soft_wrap=True)
+            console.print(f"warmed {len(warmed)}: {', '.join(map(printable, warmed))}", markup=False, soft_wrap=True)
             if missing:
-                console.print(f"not found {len(missing)}: {', '.join(missing)}", markup=False, soft_wrap=True)
+                console.print(f"not found {len(missing)}: {', '.join(map(printable, missing))}", markup=False,
+                              soft_wrap=True)
 
 
 def _collect(results, timeout: float) -> tuple[list[str], list[str]]:
