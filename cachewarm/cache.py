@@ -260,14 +260,13 @@ class CacheAside:
         waited = False
         while True:
             got = self._acquire(
-                keys=[self.keys.summary(name), self.keys.lease(name)],
-                args=[token, self.settings.lease_ms],
+                keys=[self.keys.summary(name), self.keys.lease(name), self.metrics.bucket_key(time.time())],
+                args=[token, self.settings.lease_ms, RETENTION_SECONDS],
             )
             if got[0] == 1:
                 entry = CacheEntry.decode(got[1])
                 return self._result(name, entry.summary, "cache", start, WAITED if waited else HIT)
             if got[0] == 2:
-                self.metrics.incr("misses")
                 return self._fill_with_lease(name, token, start, MISS)
             # Another caller is filling: wait for its value rather than read DynamoDB too.
             if not waited:
@@ -293,11 +292,12 @@ class CacheAside:
         delta = time.perf_counter() - t0
         entry, ttl_ms = self._entry(summary, delta)
         try:
-            stored = self._fill(
-                keys=[self.keys.summary(name), self.keys.lease(name), self.keys.floor(name)],
-                args=[token, entry.encode(), ttl_ms, entry.version],
+            # One round trip: the fill and its counters.
+            self._fill(
+                keys=[self.keys.summary(name), self.keys.lease(name), self.keys.floor(name),
+                      self.metrics.bucket_key(time.time())],
+                args=[token, entry.encode(), ttl_ms, entry.version, int(delta * 1e6), RETENTION_SECONDS],
             )
-            self.metrics.record_fill(int(stored), delta)
         except self._redis_errors as exc:
             # The read itself succeeded; a full or failing cache must not fail it.
             log.warning("cache fill for %r failed: %s", name, exc)

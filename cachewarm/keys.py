@@ -21,6 +21,7 @@ simply never read again and expire by TTL.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
@@ -34,6 +35,12 @@ def encode_name(name: str) -> str:
     """Encode a restaurant name into a key segment (reversible, glob-free)."""
     if not isinstance(name, str) or name == "":
         raise InvalidNameError("a restaurant name must be a non-empty string")
+    return _quote(name)
+
+
+@functools.lru_cache(maxsize=16384)
+def _quote(name: str) -> str:
+    # Cached: hot names are encoded on every hit, and quote() costs more than the rest of the hit path.
     return quote(name, safe=_SAFE, errors="surrogatepass")
 
 

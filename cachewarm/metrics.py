@@ -1,8 +1,9 @@
 """Cache counters kept in Redis, in per-minute hashes that expire after a day.
 
 Counting must never fail a read, so every write here swallows Redis errors.
-Reads are tallied in memory and flushed on a read's own pipeline (see hotkeys); misses, fills,
-waits, refusals and invalidations are counted exactly where they happen.
+Reads are tallied in memory and flushed on a read's own pipeline (see hotkeys);
+misses, fills and refusals are counted inside the Lua scripts that decide them
+(no extra round trip); waits and invalidations where they happen.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from cachewarm.keys import KeySchema
 BUCKET_SECONDS = 60
 RETENTION_SECONDS = 25 * 3600
 
-#: fill() outcome codes from the FILL script, by counter name.
-FILL_OUTCOMES = {1: "fills", 0: "refused_lease", -1: "refused_floor"}
 
 
 class Metrics:
@@ -39,10 +38,6 @@ class Metrics:
     def incr(self, field: str, amount: int = 1) -> None:
         """Add to one counter in the current minute."""
         self.incr_many({field: amount})
-
-    def record_fill(self, outcome: int, seconds: float) -> None:
-        """Count a fill attempt's outcome and its DynamoDB time."""
-        self.incr_many({FILL_OUTCOMES.get(outcome, "refused_lease"): 1, "fill_us": int(seconds * 1e6)})
 
     def incr_many(self, amounts: dict[str, int]) -> None:
         """Add to several counters in one round trip."""

@@ -14,8 +14,10 @@ from __future__ import annotations
 #
 # KEYS[1] summary key
 # KEYS[2] lease key
+# KEYS[3] stats hash of the current minute (counts "misses")
 # ARGV[1] lease token (random, unique per attempt)
 # ARGV[2] lease time to live, in milliseconds
+# ARGV[3] stats hash time to live, in seconds
 #
 # Returns {1, value} if the value appeared meanwhile, {2} if we now hold the
 # lease, {0} if someone else holds it.
@@ -25,6 +27,8 @@ if value then
   return {1, value}
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('HINCRBY', KEYS[3], 'misses', 1)
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
   return {2}
 end
 return {0}
@@ -35,24 +39,35 @@ return {0}
 # KEYS[1] summary key
 # KEYS[2] lease key
 # KEYS[3] version floor key
+# KEYS[4] stats hash of the current minute
 # ARGV[1] lease token
 # ARGV[2] value (serialized summary)
 # ARGV[3] time to live, in milliseconds (always > 0: every cache key expires)
 # ARGV[4] version of the restaurant in the value
+# ARGV[5] microseconds the DynamoDB read took (counted as fill_us)
+# ARGV[6] stats hash time to live, in seconds
 #
-# Returns 1 when stored, 0 when the lease is gone or not ours (invalidated or
-# expired), -1 when the value is older than the floor a writer set.
+# Returns 1 when stored ("fills"), 0 when the lease is gone or not ours
+# (invalidated or expired: "refused_lease"), -1 when the value is older than
+# the floor a writer set ("refused_floor").
 FILL = """
+local outcome = 1
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  return 0
+  outcome = 0
+else
+  redis.call('DEL', KEYS[2])
+  local floor = redis.call('GET', KEYS[3])
+  if floor and tonumber(ARGV[4]) < tonumber(floor) then
+    outcome = -1
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  end
 end
-redis.call('DEL', KEYS[2])
-local floor = redis.call('GET', KEYS[3])
-if floor and tonumber(ARGV[4]) < tonumber(floor) then
-  return -1
-end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
+local counter = {[1] = 'fills', [0] = 'refused_lease', [-1] = 'refused_floor'}
+redis.call('HINCRBY', KEYS[4], counter[outcome], 1)
+redis.call('HINCRBY', KEYS[4], 'fill_us', ARGV[5])
+redis.call('EXPIRE', KEYS[4], ARGV[6])
+return outcome
 """
 
 # Replace values we computed without a lease (bulk warm), unless a writer's

@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "dynamodb_max_attempts": "DYNAMODB_MAX_ATTEMPTS",
     "warm_hot_schedule": "WARM_HOT_SCHEDULE",
     "warm_hot_top_k": "WARM_HOT_TOP_K",
+    "warm_concurrency": "WARM_CONCURRENCY",
     "invalidate_stale_schedule": "INVALIDATE_STALE_SCHEDULE",
     "benchmark_schedule": "BENCHMARK_SCHEDULE",
     "benchmark_sample": "BENCHMARK_SAMPLE",
@@ -111,6 +112,9 @@ class Settings:
     warm_hot_schedule: str = "180"
     # How many of the hottest names a scheduled warm refreshes.
     warm_hot_top_k: int = 100
+    # DynamoDB reads in flight per warm task (threads). Enough to hide the
+    # read latency; the reads are I/O-bound, so threads beat more processes.
+    warm_concurrency: int = 8
     invalidate_stale_schedule: str = "60"
     benchmark_schedule: str = "0 4 * * *"
     # Restaurants sampled by the scheduled benchmark.
@@ -203,6 +207,7 @@ class Settings:
             task_ledger=raw("task_ledger"),
             warm_hot_schedule=schedule("warm_hot_schedule"),
             warm_hot_top_k=number("warm_hot_top_k", int, 1, 100_000),
+            warm_concurrency=number("warm_concurrency", int, 1, 256),
             invalidate_stale_schedule=schedule("invalidate_stale_schedule"),
             benchmark_schedule=schedule("benchmark_schedule"),
             benchmark_sample=number("benchmark_sample", int, 1, 100_000),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from cachewarm import service
+from cachewarm.settings import get_settings
 from cachewarm.warming import warm_names as warm_core
 from workers.app import app
 from workers.retry import IDEMPOTENT, RETRY_POLICY
@@ -19,7 +20,8 @@ def warm_names(self, names: list[str]) -> dict:
         if done == total or done % 50 == 0:
             self.update_state(state="PROGRESS", meta={"done": done, "total": total})
 
-    report = warm_core(service.engine(), [str(n) for n in names], progress=progress)
+    report = warm_core(service.engine(), [str(n) for n in names], progress=progress,
+                       concurrency=get_settings().warm_concurrency)
     log.info(
         "warm_names: %d requested, %d warmed, %d not found, %d skipped in %.3fs",
         report.requested, len(report.warmed), len(report.not_found), report.skipped, report.seconds,
