@@ -4,7 +4,8 @@ dynalite never throttles and botocore's Stubber bypasses retries, so tests that
 need a slow, counted, throttling or partially failing DynamoDB put this proxy
 between the code and dynalite. It counts requests per operation, can delay
 responses, hold a response until released (to stage races), and answer with
-throttling errors or trimmed ``UnprocessedItems`` a given number of times.
+throttling errors or trimmed ``UnprocessedItems`` a given number of times, or
+follow a script of such answers request by request (``Faults.script``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import http.client
 import json
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -30,6 +32,9 @@ class Faults:
     errors: dict[str, list] = field(default_factory=dict)
     # BatchWriteItem: this many responses return all but one item as unprocessed
     unprocessed: int = 0
+    # operation -> actions taken by its next requests, in order (before ``errors``):
+    # an error code such as "ThrottlingException", "unprocessed" (as above), or "pass"
+    script: dict[str, list[str]] = field(default_factory=dict)
 
 
 class DynamoProxy:
@@ -41,6 +46,7 @@ class DynamoProxy:
         self.faults = Faults()
         self.counts: collections.Counter[str] = collections.Counter()
         self.log: list[tuple[float, str, int]] = []  # (time, operation, status)
+        self.arrivals: list[tuple[float, str, str]] = []  # (time a request arrived, operation, action)
         self.lock = threading.Lock()
         self.entered: dict[str, threading.Event] = collections.defaultdict(threading.Event)
         proxy = self
@@ -57,13 +63,24 @@ class DynamoProxy:
                 status, headers, payload = proxy._handle(operation, dict(self.headers), body)
                 self.send_response(status)
                 for name, value in headers:
-                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "x-amz-crc32"):
                         self.send_header(name, value)
+                # botocore checks DynamoDB's CRC32 of the body: recompute it for the (maybe rewritten) payload,
+                # or a trimmed answer would look corrupt and be retried instead of handled as UnprocessedItems.
+                self.send_header("x-amz-crc32", str(zlib.crc32(payload) & 0xFFFFFFFF))
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                import sys
+
+                # A client that was killed mid-request (fault injection) is not an error of the proxy.
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    super().handle_error(request, client_address)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -85,13 +102,20 @@ class DynamoProxy:
     def _handle(self, operation: str, headers: dict, body: bytes) -> tuple[int, list, bytes]:
         with self.lock:
             self.counts[operation] += 1
+            scripted = self.faults.script.get(operation)
+            action = scripted.pop(0) if scripted else None
+            self.arrivals.append((time.monotonic(), operation, action or "pass"))
+            if action not in (None, "pass", "unprocessed"):
+                self.log.append((time.monotonic(), operation, 400))
+                return self._error(action)
             injected = self.faults.errors.get(operation)
-            if injected and injected[1] > 0:
+            if action is None and injected and injected[1] > 0:
                 injected[1] -= 1
                 self.log.append((time.monotonic(), operation, 400))
                 return self._error(injected[0])
-            trim = operation == "BatchWriteItem" and self.faults.unprocessed > 0
-            if trim:
+            trim = operation == "BatchWriteItem" and (action == "unprocessed" or (
+                action is None and self.faults.unprocessed > 0))
+            if trim and action is None:
                 self.faults.unprocessed -= 1
         if trim:
             # Write only the first item of each table; hand the rest back as unprocessed.
