@@ -47,7 +47,8 @@ def dynamodb_client(settings: Settings | None = None):
 
         config = Config(
             region_name=settings.aws_region,
-            retries={"mode": "standard", "max_attempts": settings.dynamodb_max_attempts},
+            # total_max_attempts counts the first request too; botocore reads "max_attempts" as retries.
+            retries={"mode": "standard", "total_max_attempts": settings.dynamodb_max_attempts},
             connect_timeout=settings.dynamodb_timeout,
             read_timeout=settings.dynamodb_timeout,
             max_pool_connections=64,
