@@ -61,11 +61,15 @@ class Invalidator:
 
 
 def settings_engine_factory(settings: Any) -> Callable[[], Any]:
-    """A factory for the process's cache engine (built after a fork or spawn, never before)."""
+    """A factory for a cache engine to invalidate through (built in the writer process, on first use)."""
 
     def build() -> Any:
-        from cachewarm import service
+        from cachewarm.cache import CacheAside
+        from cachewarm.clients import cache_redis
+        from loaders.client import repository
 
-        return service.engine(settings)
+        # The engine only invalidates here; its repository shares the writers' DynamoDB
+        # client rather than building a second one (a botocore client costs about 12 MB).
+        return CacheAside(cache_redis(settings), repository(settings), settings)
 
     return build

@@ -8,8 +8,9 @@ machine; see README for the measurement that chose processes over threads)::
             progress           ◄── results ◄ invalidate touched restaurants
 
 With ``workers=1`` the same steps run in this process. Memory is bounded by the
-number of blocks in flight (about ``2 x workers + 2`` MB of input), whatever
-the file size.
+blocks in flight (two per writer, two queued per writer, one being read: about
+3 MB of input with two writers), whatever the file size. The parent never
+imports an AWS SDK when writer processes run: the first writer checks the table.
 
 Order: within a writer, a block's batches are submitted only after the
 previous block's batches finished, so with ``workers=1`` duplicate keys are
@@ -24,7 +25,6 @@ import multiprocessing
 import os
 import queue
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +35,7 @@ from typing import Any
 from cachewarm.errors import CachewarmError, TableNotFoundError
 from cachewarm.settings import Settings, get_settings
 from loaders.checkpoint import Checkpoint
+from loaders.client import ensure_table, writer_client
 from loaders.errors import EmptyInputError, LoadFailed, StillUnprocessed
 from loaders.invalidate import Invalidator, settings_engine_factory
 from loaders.reader import BLOCK_BYTES, Block, Source, iter_blocks, open_source
@@ -51,49 +52,23 @@ DEFAULT_THREADS = 4
 #: Below this, starting writer processes costs more than it saves.
 SMALL_INPUT = 8 << 20
 
-_clients: dict[tuple[Any, ...], Any] = {}
-_clients_lock = threading.Lock()
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB since it started.
 
-
-def writer_client(settings: Settings) -> Any:
-    """The DynamoDB client writer threads share, built once per process.
-
-    Retry configuration is deliberate: botocore's ``standard`` mode retries
-    throttling, 5xx and transport errors with jittered exponential backoff
-    (``adaptive`` mode is experimental and its rate limiter would only see one
-    process of several). ``UnprocessedItems`` are not an error to botocore;
-    :class:`~loaders.writer.BatchWriter` retries those. Parameter validation is
-    off because :mod:`loaders.validate` has already checked every item more
-    strictly, and botocore's validator is a large share of the client's CPU.
+    Read from /proc's VmHWM where there is one: ``getrusage``'s ``ru_maxrss``
+    survives ``execve`` on Linux, so a process spawned by a large parent would
+    report the parent's size as its own.
     """
-    key = (os.getpid(), settings)
-    client = _clients.get(key)
-    if client is not None:
-        return client
-    with _clients_lock:
-        if key not in _clients:
-            import boto3
-            from botocore.config import Config
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
 
-            from cachewarm.clients import LOCAL_CREDENTIALS
-
-            config = Config(
-                region_name=settings.aws_region,
-                retries={"mode": "standard", "max_attempts": settings.dynamodb_max_attempts},
-                connect_timeout=settings.dynamodb_timeout,
-                read_timeout=settings.dynamodb_timeout,
-                max_pool_connections=64,
-                tcp_keepalive=True,
-                parameter_validation=False,
-            )
-            kwargs: dict[str, Any] = {"config": config}
-            session = boto3.session.Session()
-            if settings.dynamodb_endpoint:
-                kwargs["endpoint_url"] = settings.dynamodb_endpoint
-                if session.get_credentials() is None:
-                    kwargs.update(LOCAL_CREDENTIALS)
-            _clients[key] = session.client("dynamodb", **kwargs)
-    return _clients[key]
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 @dataclass(frozen=True)
@@ -250,13 +225,21 @@ def make_block_writer(settings: Settings, *, threads: int, invalidate: bool) -> 
 # -- writer processes ------------------------------------------------------------------
 
 
-def _writer_process(settings: Settings, threads: int, invalidate: bool, todo: Any, done: Any) -> None:
-    """Entry point of a writer process: blocks from ``todo``, results to ``done``."""
+def _writer_process(settings: Settings, threads: int, invalidate: bool, todo: Any, done: Any,
+                    table_check: str | None) -> None:
+    """Entry point of a writer process: blocks from ``todo``, results to ``done``.
+
+    ``table_check`` ("describe" or "create") makes this writer check the table
+    before saying it is ready, so the parent never loads an AWS SDK itself.
+    """
     # Ctrl-C reaches the whole process group; the parent decides, and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     writer: BlockWriter | None = None
     try:
         writer = make_block_writer(settings, threads=threads, invalidate=invalidate)
+        if table_check:
+            ensure_table(settings, create=table_check == "create")
+        done.put(("ready", None))
 
         def blocks() -> Iterator[Block]:
             while (block := todo.get()) is not None:
@@ -264,6 +247,7 @@ def _writer_process(settings: Settings, threads: int, invalidate: bool, todo: An
 
         for result in write_blocks(blocks(), writer):
             done.put(("ok", result))
+        done.put(("exit", peak_rss_mb()))
     except CachewarmError as exc:
         done.put(("error", type(exc).__name__, str(exc), exc.exit_code))
     except BaseException as exc:  # anything else still ends as one line in the parent
@@ -286,19 +270,28 @@ def _rebuild_error(kind: str, message: str, exit_code: int, settings: Settings) 
 class _ProcessPool:
     """Writer processes fed through bounded queues (spawned: no inherited clients or threads)."""
 
-    def __init__(self, settings: Settings, *, workers: int, threads: int, invalidate: bool):
+    def __init__(self, settings: Settings, *, workers: int, threads: int, invalidate: bool, create_table: bool):
         self.settings = settings
         ctx = multiprocessing.get_context("spawn")
         self.todo = ctx.Queue(maxsize=workers * 2)
         self.done = ctx.Queue()
+        check = "create" if create_table else "describe"
         self.procs = [
-            ctx.Process(target=_writer_process, args=(settings, threads, invalidate, self.todo, self.done),
+            ctx.Process(target=_writer_process,
+                        args=(settings, threads, invalidate, self.todo, self.done, check if i == 0 else None),
                         name=f"cachewarm-writer-{i}", daemon=True)
             for i in range(workers)
         ]
+        self.ready = 0
         self.outstanding = 0
+        self.writer_peaks: list[float] = []  # each writer's peak RSS in MB, reported as it exits
         for proc in self.procs:
             proc.start()
+
+    def wait_ready(self) -> None:
+        """Block until every writer has started (and the first has checked the table)."""
+        while self.ready < len(self.procs):
+            self._drain(lambda result: None, wait=True)
 
     def run(self, blocks: Iterable[Block], on_result: Callable[[BlockResult], None]) -> None:
         """Feed every block, hand each result to ``on_result`` as it arrives, then stop the writers."""
@@ -309,6 +302,9 @@ class _ProcessPool:
             self._put(None, on_result)
         while self.outstanding:
             self._drain(on_result, wait=True)
+        for proc in self.procs:
+            proc.join(10)
+        self._drain(on_result, wait=False)  # the writers' exit reports
 
     def _put(self, item: Block | None, on_result: Callable[[BlockResult], None]) -> None:
         while True:
@@ -329,6 +325,10 @@ class _ProcessPool:
             if message[0] == "ok":
                 self.outstanding -= 1
                 on_result(message[1])
+            elif message[0] == "exit":
+                self.writer_peaks.append(message[1])
+            elif message[0] == "ready":
+                self.ready += 1
             else:
                 _, kind, text, code = message
                 raise _rebuild_error(kind, text, code, self.settings)
@@ -336,10 +336,13 @@ class _ProcessPool:
             self._check_alive()
 
     def _check_alive(self) -> None:
+        if not self.outstanding and self.ready == len(self.procs):
+            return
         for proc in self.procs:
             if proc.exitcode not in (None, 0):
                 raise LoadFailed(f"writer process {proc.name} exited unexpectedly (exit code {proc.exitcode})")
-        if self.outstanding and all(proc.exitcode is not None for proc in self.procs):
+        if (self.outstanding or self.ready < len(self.procs)) and all(
+                proc.exitcode is not None for proc in self.procs):
             raise LoadFailed(f"writer processes stopped with {self.outstanding} blocks unfinished")
 
     def close(self) -> None:
@@ -413,19 +416,10 @@ def load_file(
         workers = 1 if source.size < SMALL_INPUT else DEFAULT_WORKERS
     workers = max(1, workers)
 
-    from cachewarm import service
-
-    repo = service.repository(settings)
-    if create_table:
-        repo.create_table(wait=True)
-    else:
-        repo.describe()  # TableNotFoundError, with its hint, before reading a line
-
     default_rejects, default_checkpoint = default_paths(source.uri)
     rejects_file = RejectsFile(rejects or default_rejects, append=resume)
     ckpt = Checkpoint(checkpoint or default_checkpoint, source.identity(), block_bytes)
     done_before = ckpt.load() if resume else {}
-    ckpt.open(resume=resume)
 
     report = LoadReport(source=source.uri, workers=workers, threads=threads)
     start = time.perf_counter()
@@ -464,17 +458,27 @@ def load_file(
     writer: BlockWriter | None = None
     finished = False
     try:
-        with source.open() as stream:
-            if workers == 1:
-                writer = make_block_writer(settings, threads=threads, invalidate=invalidate)
-                for result in write_blocks(pending_blocks(stream), writer):
-                    on_result(result)
-            else:
-                pool = _ProcessPool(settings, workers=workers, threads=threads, invalidate=invalidate)
-                pool.run(pending_blocks(stream), on_result)
-        finished = True
-    except (LoadFailed, StillUnprocessed, TableNotFoundError) as exc:
-        raise _with_resume_hint(exc, ckpt, source) from None
+        # The table is checked (or created) before a line is read. With writer processes the
+        # first writer does it, so this process never loads an AWS SDK (about 30 MB less).
+        if workers == 1:
+            ensure_table(settings, create=create_table)
+            writer = make_block_writer(settings, threads=threads, invalidate=invalidate)
+        else:
+            pool = _ProcessPool(settings, workers=workers, threads=threads, invalidate=invalidate,
+                                create_table=create_table)
+            pool.wait_ready()
+        ckpt.open(resume=resume)
+        try:
+            with source.open() as stream:
+                if writer is not None:
+                    for result in write_blocks(pending_blocks(stream), writer):
+                        on_result(result)
+                else:
+                    assert pool is not None
+                    pool.run(pending_blocks(stream), on_result)
+            finished = True
+        except (LoadFailed, StillUnprocessed, TableNotFoundError) as exc:
+            raise _with_resume_hint(exc, ckpt, source) from None
     finally:
         if writer is not None:
             writer.close()
@@ -488,6 +492,7 @@ def load_file(
     if report.lines == 0:
         raise EmptyInputError(f"{source.uri} holds no lines: there is nothing to load")
     report.seconds = time.perf_counter() - start
+    report.peak_rss_mb = round(peak_rss_mb() + (sum(pool.writer_peaks) if pool is not None else 0.0), 1)
     if rejects_file.used:
         report.rejects_path = str(rejects_file.path)
     emit()

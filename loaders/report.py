@@ -54,6 +54,8 @@ class LoadReport:
     threads: int = 1
     rejects_path: str | None = None
     sample_rejects: list[Reject] = field(default_factory=list)
+    # Peak resident memory of the loading process plus each writer process, in MB.
+    peak_rss_mb: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -86,7 +88,8 @@ class LoadReport:
             "duplicates": self.duplicates, "resumed_lines": self.resumed_lines, "retries": self.retries,
             "invalidated": self.invalidated, "invalidation_skipped": self.invalidation_skipped,
             "seconds": round(self.seconds, 3), "items_per_second": round(self.items_per_second, 1),
-            "workers": self.workers, "threads": self.threads, "rejects_path": self.rejects_path,
+            "workers": self.workers, "threads": self.threads, "peak_rss_mb": self.peak_rss_mb,
+            "rejects_path": self.rejects_path,
             "sample_rejects": [r.to_dict() for r in self.sample_rejects], "ok": self.ok,
         }
 
@@ -94,7 +97,8 @@ class LoadReport:
     def from_dict(cls, data: dict[str, Any]) -> LoadReport:
         """Inverse of :meth:`to_dict` (the CLI reads a Celery result with it)."""
         names = {"source", "lines", "written", "rejected", "duplicates", "resumed_lines", "retries",
-                 "invalidated", "invalidation_skipped", "seconds", "workers", "threads", "rejects_path"}
+                 "invalidated", "invalidation_skipped", "seconds", "workers", "threads", "rejects_path",
+                 "peak_rss_mb"}
         report = cls(**{k: v for k, v in data.items() if k in names})
         report.sample_rejects = [Reject.from_dict(r) for r in data.get("sample_rejects", [])]
         return report

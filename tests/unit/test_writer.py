@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import boto3
@@ -17,6 +18,7 @@ from cachewarm.errors import TableNotFoundError
 from cachewarm.model import Summary
 from cachewarm.repository import RestaurantRepository
 from cachewarm.settings import Settings
+from loaders import client as loader_client
 from loaders import pipeline
 from loaders.errors import EmptyInputError, LoadFailed, StillUnprocessed
 from loaders.invalidate import Invalidator
@@ -170,13 +172,13 @@ def moto_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.chdir(tmp_path)  # default rejects/checkpoint paths land here
-    pipeline._clients.clear()
+    loader_client.reset()
     clients.reset_clients()
     with mock_aws():
         settings = Settings(aws_region="us-east-1", table_name=TABLE, redis_url="redis://127.0.0.1:1/0")
         RestaurantRepository(boto3.client("dynamodb", region_name="us-east-1"), TABLE).create_table()
         yield settings
-    pipeline._clients.clear()
+    loader_client.reset()
     clients.reset_clients()
 
 
@@ -319,3 +321,53 @@ def test_empty_input_and_missing_table(moto_settings, tmp_path):
         pipeline.load_file(path, settings=other)
     report = pipeline.load_file(path, settings=other, create_table=True, invalidate=False)
     assert report.ok and report.written == 1
+
+
+# -- Celery fan-out, without Celery: shared state in (fake) Redis ------------------------------------
+
+
+def test_fanned_out_load_finishes_even_when_no_worker_takes_a_chunk(moto_settings, fake_cache, tmp_path):
+    from loaders.fanout import LoadState, coordinate
+
+    lines = [review(f"u{i}", f"R{i % 7}", i) for i in range(250)]
+    lines[10] = "oops"
+    lines[200] = "{}"
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    state = LoadState(fakeredis.FakeRedis(), "t", "load-1")
+    sent, progress = [], []
+    result = coordinate(state, path=str(path), settings=moto_settings, enqueue=sent.extend,
+                        report_progress=progress.append, chunk_lines=60, rejects=str(tmp_path / "rej.jsonl"),
+                        sleep=lambda s: None)
+    assert [c["first_line"] for c in sent] == [1, 61, 121, 181, 241]  # offsets and line numbers, never items
+    assert (result["lines"], result["written"], result["rejected"], result["chunks"]) == (250, 248, 2, 5)
+    assert [r["line"] for r in result["sample_rejects"]] == [11, 201]
+    assert [r.line for r in read_rejects(result["rejects_path"])] == [11, 201]
+    assert not list(tmp_path.glob("rej.jsonl.part-*"))
+    assert progress[-1]["done"] == progress[-1]["total"] == 250
+    assert all(a["done"] <= b["done"] for a, b in itertools.pairwise(progress))
+    assert len(table_items()) == 248
+    assert state.redis.ttl(state.key) > 0  # shared state expires
+
+    # A redelivered coordinator (same id) finds the work done and reports the same result.
+    again = coordinate(state, path=str(path), settings=moto_settings, enqueue=sent.extend,
+                       report_progress=progress.append, chunk_lines=60, rejects=str(tmp_path / "rej.jsonl"))
+    assert len(sent) == 5 and again["written"] == 248
+    assert [r.line for r in read_rejects(again["rejects_path"])] == [11, 201]
+
+
+def test_a_chunk_runs_once_its_claim_is_free_and_is_not_run_twice(moto_settings, fake_cache, tmp_path):
+    from loaders.fanout import LoadState, run_chunk
+
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(review(f"u{i}", "Thai", i) for i in range(20)) + "\n")
+    size = path.stat().st_size
+    state = LoadState(fakeredis.FakeRedis(), "t", "load-2")
+    chunk = {"index": 0, "path": str(path), "start": 0, "end": size, "first_line": 1, "settings": moto_settings}
+    assert state.claim(0, "somebody-else")
+    assert "skipped" in run_chunk(state, token="me", **chunk)
+    state.release(0, "somebody-else")
+    done = run_chunk(state, token="me", **chunk)
+    assert done["written"] == 20
+    assert run_chunk(state, token="late-duplicate", **chunk) == done  # finished: the stored result
+    assert state.claim(0, "anyone")  # released when finished
