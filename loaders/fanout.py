@@ -270,7 +270,10 @@ def coordinate(
         if not helped:
             sleep(POLL_SECONDS)
 
-    summary = LoadReport(source=str(plan["path"]), workers=len(chunks), threads=threads or 0)
+    from loaders.pipeline import DEFAULT_THREADS
+
+    # workers=0: the chunks ran on however many Celery worker processes took them.
+    summary = LoadReport(source=str(plan["path"]), workers=0, threads=threads or DEFAULT_THREADS)
     samples: list[Reject] = []
     parts: list[str] = []
     for index in sorted(done):

@@ -1,9 +1,10 @@
 """The load pipeline: read blocks, validate lines, write batches in parallel, invalidate, record.
 
-Shape of a load with ``workers`` writer processes (the default on a multi-core
-machine; see README for the measurement that chose processes over threads)::
+Shape of a load with ``workers`` writer processes (the default for inputs of
+8 MB or more on a multi-core machine; benchmarks/bench_load.py measures it
+against threads)::
 
-    parent: read 1 MB blocks ──► queue ──► writer process x N: parse + validate,
+    parent: read 512 KB blocks ► queue ──► writer process x N: parse + validate,
             checkpoint, rejects,             dedupe, BatchWriteItem x T threads,
             progress           ◄── results ◄ invalidate touched restaurants
 
@@ -43,14 +44,17 @@ from loaders.report import BlockResult, LoadReport, RejectsFile
 from loaders.validate import Item, Reject, decode_text, parse_line
 from loaders.writer import BatchOutcome, BatchWriter, batches
 
-#: Writer processes for inputs of at least SMALL_INPUT bytes. Measured on this
-#: project's 2-core reference machine against dynalite: 2 processes x 4 threads
-#: beat 1 process x 8 threads (benchmarks/bench_load.py records both every run).
+#: Writer processes for inputs of at least SMALL_INPUT bytes. Measured on the
+#: 2-core reference machine against dynalite (benchmarks/bench_load.py records
+#: it every run): 2 processes x 4 threads match 1 process x 8 threads on an idle
+#: machine and stay ahead when other work competes for the CPU (one GIL each).
+#: A third process gains a few percent and costs about 65 MB: over the 200 MB budget.
 DEFAULT_WORKERS = 2
 #: Concurrent BatchWriteItem requests per writer process.
 DEFAULT_THREADS = 4
 #: Below this, starting writer processes costs more than it saves.
 SMALL_INPUT = 8 << 20
+
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MB since it started.
@@ -395,8 +399,8 @@ def load_file(
     records finished blocks while the load runs and is deleted when it ends;
     ``resume=True`` skips the blocks it lists.
 
-    ``workers``: writer processes (default: 1 for inputs under 8 MB, else
-    :data:`DEFAULT_WORKERS`); ``threads``: concurrent batch requests per
+    ``workers``: writer processes (default: 1 for inputs under 8 MB or on one
+    CPU, else :data:`DEFAULT_WORKERS`); ``threads``: concurrent batch requests per
     writer (default :data:`DEFAULT_THREADS`). ``invalidate``: write-around
     invalidation of touched restaurants' cached summaries.
 
@@ -413,7 +417,7 @@ def load_file(
         raise EmptyInputError(f"{source.uri} is empty: there is nothing to load")
     threads = threads or DEFAULT_THREADS
     if workers is None:
-        workers = 1 if source.size < SMALL_INPUT else DEFAULT_WORKERS
+        workers = 1 if source.size < SMALL_INPUT else min(DEFAULT_WORKERS, os.cpu_count() or 1)
     workers = max(1, workers)
 
     default_rejects, default_checkpoint = default_paths(source.uri)
