@@ -149,9 +149,11 @@ def _enqueue(file: str, settings, *, rejects: Path | None, create_table: bool, t
     }
     if chunk_lines:
         kwargs["chunk_lines"] = chunk_lines
+    from cachewarm.cli.broker import send_all
     from workers import app
 
-    return app.signature("cachewarm.bulk_load", kwargs=kwargs).apply_async().id
+    # send_all turns a refusing broker (down, full, wrong password) into one line naming the cause.
+    return send_all(app, "cachewarm.bulk_load", [{"kwargs": kwargs}])[0].id
 
 
 def _follow(task_id: str):

@@ -276,3 +276,13 @@ def test_async_load_through_a_worker(cli, worker, stack_env, table, messy_file, 
     assert (result["lines"], result["written"], result["rejected"]) == (1000, 983, 17)
     assert result["chunks"] == 1  # the default chunk size holds the whole file
     assert _count(table) == 983  # idempotent: the same table after a second load
+
+
+def test_async_with_the_broker_down_is_one_clear_line(cli, stack_env, table, tmp_path):
+    path = tmp_path / "small.jsonl"
+    _generate(cli, stack_env, path, restaurants=2, seed=4)
+    env = dict(stack_env, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    done = cli("load", str(path), "--async", env=env)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "cachewarm.bulk_load was not queued on the broker" in done.stderr and "Traceback" not in done.stderr
