@@ -21,7 +21,9 @@ from cachewarm_infra.nag import acknowledge
 WORKER_COMMAND = ["celery", "-A", "workers", "worker", "--loglevel=INFO"]
 BEAT_COMMAND = ["celery", "-A", "workers", "beat", "--loglevel=INFO"]
 FLOWER_PORT = 5555
-FLOWER_COMMAND = ["celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", f"--port={FLOWER_PORT}"]
+FLOWER_COMMAND = [
+    "celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", f"--port={FLOWER_PORT}",
+]
 FLOWER_USER = "flower"
 NAMESPACE = "cachewarm.internal"
 

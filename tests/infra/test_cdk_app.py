@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_COMMAND = ["celery", "-A", "workers", "worker", "--loglevel=INFO"]
 BEAT_COMMAND = ["celery", "-A", "workers", "beat", "--loglevel=INFO"]
-FLOWER_COMMAND = ["celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", "--port=5555"]
+FLOWER_COMMAND = [
+    "celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", "--port=5555",
+]
 #: Variables the image's entrypoint (infra/docker/entrypoint.sh) consumes and turns into contract ones.
 ENTRYPOINT_INPUTS = {"REDIS_AUTH_TOKEN", "FLOWER_USER", "FLOWER_PASSWORD"}
 

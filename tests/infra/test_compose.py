@@ -17,7 +17,9 @@ PYTHON_SERVICES = ("loader", "worker", "beat", "flower")
 COMMANDS = {
     "worker": ["celery", "-A", "workers", "worker", "--loglevel=INFO"],
     "beat": ["celery", "-A", "workers", "beat", "--loglevel=INFO"],
-    "flower": ["celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", "--port=5555"],
+    "flower": [
+        "celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", "--port=5555",
+    ],
 }
 #: botocore reads these itself; dynalite ignores them but requests must be signed.
 AWS_SDK_NAMES = {"AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
