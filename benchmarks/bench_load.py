@@ -10,8 +10,8 @@ Measured, each in a fresh subprocess so that ``ru_maxrss`` is its own:
    ``--quick``), the original loop first, then ``loaders.load_file`` with its
    defaults, each into its own table. Goal: ours >= 1.4x the original's items/s.
 2. ``modes``: threads vs processes on a 50k-line prefix (1 writer process with
-   4 or 8 threads; 2 or 3 processes with 4 threads each). The fastest is what
-   ``DEFAULT_WORKERS``/``DEFAULT_THREADS`` should be.
+   4 or 8 threads; 2 or 3 processes with 4 threads each), each with its peak
+   memory: the evidence for ``DEFAULT_WORKERS`` in loaders/pipeline.py.
 3. ``memory``: peak resident memory of ``load_file`` on a 1M-line file (100k
    with ``--quick``): the loader process's ``ru_maxrss`` plus, for each writer
    process, the largest child's (an upper bound: shared pages count twice).
@@ -248,7 +248,7 @@ def figures(quick: bool = False) -> list:
                {k: memory[k] for k in ("lines", "parent_peak_rss_mb", "writers_peak_rss_mb", "workers",
                                        "ru_maxrss_total_mb", "items_per_second")}),
         Figure("load_processes_over_threads", modes["processes_over_threads"], "x",
-               "the faster mode is the default", None, None,
+               "measured (best processes / best threads)", None, None,
                {"runs": modes["runs"], "fastest": modes["fastest"]}),
     ]
 
