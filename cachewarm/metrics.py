@@ -43,16 +43,20 @@ class Metrics:
         """Add to several counters in one round trip."""
         from redis.exceptions import RedisError
 
-        key = self.bucket_key(time.time())
         try:
             pipe = self.redis.pipeline(transaction=False)
-            for field, amount in amounts.items():
-                if amount:
-                    pipe.hincrby(key, field, amount)
-            pipe.expire(key, RETENTION_SECONDS, nx=True)
+            self.queue_incr(pipe, amounts)
             pipe.execute()
         except RedisError:
             pass
+
+    def queue_incr(self, pipe: Any, amounts: dict[str, int]) -> None:
+        """Queue counter increments on a caller's pipeline (no round trip of their own)."""
+        key = self.bucket_key(time.time())
+        for field, amount in amounts.items():
+            if amount:
+                pipe.hincrby(key, field, amount)
+        pipe.expire(key, RETENTION_SECONDS, nx=True)
 
     def window(self, seconds: int, now: float | None = None) -> dict[str, int]:
         """Counter totals over the last ``seconds``."""

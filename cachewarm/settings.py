@@ -42,6 +42,8 @@ ENV_VARS: dict[str, str] = {
     "invalidate_stale_schedule": "INVALIDATE_STALE_SCHEDULE",
     "benchmark_schedule": "BENCHMARK_SCHEDULE",
     "benchmark_sample": "BENCHMARK_SAMPLE",
+    "load_schedule": "LOAD_SCHEDULE",
+    "load_schedule_file": "LOAD_SCHEDULE_FILE",
     "dynamodb_timeout": "DYNAMODB_TIMEOUT_SECONDS",
     "broker_visibility_timeout": "BROKER_VISIBILITY_TIMEOUT_SECONDS",
     "task_ledger": "CACHEWARM_TASK_LEDGER",
@@ -119,6 +121,10 @@ class Settings:
     benchmark_schedule: str = "0 4 * * *"
     # Restaurants sampled by the scheduled benchmark.
     benchmark_sample: int = 50
+    # Optional scheduled reload (cachewarm.bulk_load) of a file path or s3:// URI
+    # that the workers can read; off unless both are set.
+    load_schedule: str = "off"
+    load_schedule_file: str | None = None
     # Flower's logins, "user:password[,user2:password2]" (Flower's own format). Unset
     # means Flower refuses to start from workers/flowerconfig.py; `cachewarm stack up`
     # generates one. Kept out of repr() so a printed Settings never shows it.
@@ -211,6 +217,8 @@ class Settings:
             invalidate_stale_schedule=schedule("invalidate_stale_schedule"),
             benchmark_schedule=schedule("benchmark_schedule"),
             benchmark_sample=number("benchmark_sample", int, 1, 100_000),
+            load_schedule=schedule("load_schedule"),
+            load_schedule_file=raw("load_schedule_file"),
             flower_basic_auth=_basic_auth(ENV_VARS["flower_basic_auth"], raw("flower_basic_auth")),
             flower_address=_address(ENV_VARS["flower_address"], raw("flower_address") or defaults["flower_address"]),
             flower_port=number("flower_port", int, 1, 65535),

@@ -39,21 +39,14 @@ class Invalidator:
             return 0, len(names)
         from redis.exceptions import RedisError
 
-        done = 0
         try:
             engine = self._engine or self._build()
-            many = getattr(engine, "invalidate_many", None)
-            if many is not None:
-                many(list(names))
-                return len(names), 0
-            for name in names:
-                engine.invalidate(name)
-                done += 1
+            engine.invalidate_many(list(names))  # one round trip for the block
         except (RedisError, OSError) as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("cache unavailable, write-around invalidation is off for this load: %s", self.error)
-            return done, len(names) - done
-        return done, 0
+            return 0, len(names)
+        return len(names), 0
 
     def _build(self) -> Any:
         self._engine = self._engine_factory()

@@ -20,12 +20,14 @@ def to_celery_schedule(value: str):
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The beat schedule: warm hot summaries, invalidate stale keys, run the benchmark."""
+    """The beat schedule: warm hot summaries, invalidate stale keys, run the benchmark, optionally reload."""
     entries = {
         "warm-hot": ("cachewarm.warm_hot", settings.warm_hot_schedule, {"top": settings.warm_hot_top_k}),
         "invalidate-stale": ("cachewarm.invalidate_stale", settings.invalidate_stale_schedule, {}),
         "benchmark": ("cachewarm.run_benchmark", settings.benchmark_schedule, {"sample": settings.benchmark_sample}),
     }
+    if settings.load_schedule_file:
+        entries["reload"] = ("cachewarm.bulk_load", settings.load_schedule, {"path": settings.load_schedule_file})
     schedule: dict[str, dict[str, Any]] = {}
     for name, (task, value, kwargs) in entries.items():
         when = to_celery_schedule(value)

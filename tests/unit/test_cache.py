@@ -208,3 +208,31 @@ def test_redis_errors_other_than_transport_do_not_escape(server):
     repo = FakeRepo({"A": summary("A")})
     engine = CacheAside(Broken(server=server), repo, Settings())
     assert engine.fetch("A").cache == "unavailable"
+
+
+def test_invalidate_many_is_one_round_trip(server):
+    repo = FakeRepo({n: summary(n) for n in "ABC"})
+    engine = make(server, repo)
+    for name in "ABC":
+        engine.fetch(name)
+    engine.redis.ping()
+    sent = []
+    conn_class = engine.redis.connection_pool.connection_class
+    original = conn_class.send_packed_command
+    conn_class.send_packed_command = lambda self, cmd, check_health=True: sent.append(1) or original(
+        self, cmd, check_health)
+    try:
+        assert engine.invalidate_many(["A", "B", "Missing", "A"]) == 2
+    finally:
+        conn_class.send_packed_command = original
+    assert engine.peek("A") is NO_VALUE and engine.peek("B") is NO_VALUE and engine.peek("C") is not NO_VALUE
+    assert len(sent) == 3  # first use: the pipeline, SCRIPT LOAD, the pipeline again
+    sent.clear()
+    conn_class.send_packed_command = lambda self, cmd, check_health=True: sent.append(1) or original(
+        self, cmd, check_health)
+    try:
+        assert engine.invalidate_many(["C"]) == 1
+    finally:
+        conn_class.send_packed_command = original
+    assert len(sent) == 1  # then one round trip, counters included
+    assert engine.metrics.window(60)["invalidations"] == 4

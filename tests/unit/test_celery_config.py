@@ -58,3 +58,12 @@ def test_bad_schedule_names_the_variable(value):
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"BENCHMARK_SCHEDULE": value})
     assert info.value.variable == "BENCHMARK_SCHEDULE"
+
+
+def test_optional_reload_entry():
+    assert "reload" not in celery_config(Settings())["beat_schedule"]
+    assert "reload" not in celery_config(Settings.from_env({"LOAD_SCHEDULE_FILE": "s3://b/k.jsonl"}))["beat_schedule"]
+    beat = celery_config(Settings.from_env({"LOAD_SCHEDULE": "0 3 * * *",
+                                            "LOAD_SCHEDULE_FILE": "s3://bucket/items.jsonl.gz"}))["beat_schedule"]
+    assert beat["reload"]["task"] == "cachewarm.bulk_load"
+    assert beat["reload"]["kwargs"] == {"path": "s3://bucket/items.jsonl.gz"}

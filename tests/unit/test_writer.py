@@ -144,23 +144,26 @@ def test_a_missing_table_is_a_permanent_error():
 
 
 class FlakyEngine:
+    """Accepts ``fail_after`` blocks of invalidations, then behaves like a cache that went down."""
+
     def __init__(self, fail_after: int):
-        self.calls: list[str] = []
+        self.calls: list[list[str]] = []
         self.fail_after = fail_after
 
-    def invalidate(self, name):
+    def invalidate_many(self, names):
         if len(self.calls) >= self.fail_after:
             raise redis.exceptions.ConnectionError("cache down")
-        self.calls.append(name)
-        return True
+        self.calls.append(list(names))
+        return len(names)
 
 
 def test_invalidator_counts_what_it_could_not_do_and_stops_trying():
-    engine = FlakyEngine(fail_after=2)
+    engine = FlakyEngine(fail_after=1)
     invalidate = Invalidator(lambda: engine)
-    assert invalidate(["a", "b", "c", "d"]) == (2, 2)
-    assert invalidate(["e"]) == (0, 1)
-    assert engine.calls == ["a", "b"]
+    assert invalidate(["a", "b"]) == (2, 0)  # one round trip per block
+    assert invalidate(["c", "d"]) == (0, 2)
+    assert invalidate(["e"]) == (0, 1)  # no more tries once the cache failed
+    assert engine.calls == [["a", "b"]]
     assert "cache down" in invalidate.error
 
 
