@@ -6,7 +6,6 @@ import json
 import socket
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 import redis
@@ -14,11 +13,11 @@ import redis
 from cachewarm import service
 from cachewarm.keys import KeySchema
 from cachewarm.localstack import free_port
-from tests.support.items import put_items, restaurant, review
+from tests.support.items import put_items, restaurant, review, seed_items_path
 
 pytestmark = pytest.mark.integration
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed-items.jsonl"
+SEED = seed_items_path()
 
 
 def test_table_create_is_idempotent_and_delete_works(cli, stack_env):

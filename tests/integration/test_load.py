@@ -15,10 +15,11 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from cachewarm.localstack import PROJECT_ROOT, free_port
 from tests.conftest import BIN
+from tests.support.items import seed_items_path
 
 pytestmark = pytest.mark.integration
 
-SEED = Path("/work/shared/data/seed-items.jsonl")
+SEED = seed_items_path()
 FOUR_HUNDRED_KB = 400 * 1024
 
 #: One of every kind of bad line the issue names (and a few more), by 1-based line number.

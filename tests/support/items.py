@@ -30,3 +30,21 @@ def put_items(repo, items) -> None:
     ser = TypeSerializer().serialize
     for item in items:
         repo.client.put_item(TableName=repo.table_name, Item={k: ser(v) for k, v in item.items()})
+
+
+def seed_items_path():
+    """The original-format sample file from the shared workspace, if this machine has it.
+
+    ``CACHEWARM_SEED_ITEMS`` names it explicitly; otherwise it is looked for next to
+    the checkout (``../shared/data``) and in the workspace's shared folder.
+    """
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    candidates = [os.environ.get("CACHEWARM_SEED_ITEMS", ""), root.parent / "shared" / "data" / "seed-items.jsonl",
+                  Path("/work/shared/data/seed-items.jsonl")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return Path(candidates[1])

@@ -7,15 +7,15 @@ import re
 import statistics
 import tracemalloc
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from loaders import generate
 from loaders.generate import generate_file, generate_items
 from loaders.validate import Item, parse_line
+from tests.support.items import seed_items_path
 
-SEED_FILE = Path("/work/shared/data/seed-items.jsonl")
+SEED_FILE = seed_items_path()
 RESTAURANT_KEYS = ["PK", "SK", "GSI1PK", "GSI1SK", "name", "cuisine", "address", "five_stars", "four_stars",
                    "three_stars", "two_stars", "one_stars"]
 REVIEW_KEYS = ["PK", "SK", "GSI1PK", "GSI1SK", "id", "restaurant", "username", "rating", "review", "created_at"]
