@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else {"hit", "speedup", "warm", "stampede", "load"}
 
     from benchmarks import bench_hit_path, bench_speedup, bench_stampede, bench_warm
-    from benchmarks.common import bench_stack, seed
+    from benchmarks.common import Figure, bench_stack, seed
 
     figures = []
     started = time.perf_counter()
@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         print("running load ...", flush=True)
         figures += bench_load.figures(quick=args.quick)
 
+    if args.only and REPORT.exists():
+        # A partial run replaces its own figures and keeps the rest of the last full report.
+        names = {f.name for f in figures}
+        kept = [f for f in json.loads(REPORT.read_text())["figures"] if f["name"] not in names]
+        figures = [Figure(**f) for f in kept] + figures
     report = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 1),

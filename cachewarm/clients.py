@@ -33,11 +33,14 @@ def _cached(key: tuple[Any, ...], build):
     return client
 
 
-def dynamodb_client(settings: Settings | None = None):
+def dynamodb_client(settings: Settings | None = None, *, validate_parameters: bool = True):
     """A low-level boto3 DynamoDB client for this process.
 
     Retries use botocore's ``standard`` mode: exponential backoff with jitter, a
-    cap, and only for throttling and transient errors.
+    cap, and only for throttling and transient errors (``adaptive`` mode is
+    experimental, and its rate limiter would see only one process of several).
+    ``validate_parameters=False`` is for callers that validated every item
+    themselves (the loader): botocore's validator is a large share of its CPU.
     """
     settings = settings or get_settings()
 
@@ -53,6 +56,7 @@ def dynamodb_client(settings: Settings | None = None):
             read_timeout=settings.dynamodb_timeout,
             max_pool_connections=64,
             tcp_keepalive=True,
+            parameter_validation=validate_parameters,
         )
         kwargs: dict[str, Any] = {"config": config}
         if settings.dynamodb_endpoint:
@@ -62,7 +66,7 @@ def dynamodb_client(settings: Settings | None = None):
                 kwargs.update(LOCAL_CREDENTIALS)
         return boto3.session.Session().client("dynamodb", **kwargs)
 
-    return _cached(("dynamodb", settings), build)
+    return _cached(("dynamodb", settings, validate_parameters), build)
 
 
 def redis_client(url: str, *, timeout: float, retries: int = 1) -> redis.Redis:

@@ -2,55 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
+from cachewarm.clients import dynamodb_client, reset_clients
 from cachewarm.settings import Settings
-
-_clients: dict[tuple[Any, ...], Any] = {}
-_lock = threading.Lock()
 
 
 def writer_client(settings: Settings) -> Any:
     """The DynamoDB client writer threads share, built once per process.
 
-    Retry configuration is deliberate: botocore's ``standard`` mode retries
-    throttling, 5xx and transport errors with jittered exponential backoff
-    (``adaptive`` mode is experimental and its rate limiter would only see one
-    process of several). ``UnprocessedItems`` are not an error to botocore;
+    The core's client (botocore ``standard`` retries for throttling, 5xx and
+    transport errors). ``UnprocessedItems`` are not an error to botocore;
     :class:`~loaders.writer.BatchWriter` retries those. Parameter validation is
     off because :mod:`loaders.validate` has already checked every item more
-    strictly, and botocore's validator is a large share of the client's CPU.
+    strictly.
     """
-    key = (os.getpid(), settings)
-    client = _clients.get(key)
-    if client is not None:
-        return client
-    with _lock:
-        if key not in _clients:
-            import boto3
-            from botocore.config import Config
-
-            from cachewarm.clients import LOCAL_CREDENTIALS
-
-            config = Config(
-                region_name=settings.aws_region,
-                retries={"mode": "standard", "max_attempts": settings.dynamodb_max_attempts},
-                connect_timeout=settings.dynamodb_timeout,
-                read_timeout=settings.dynamodb_timeout,
-                max_pool_connections=64,
-                tcp_keepalive=True,
-                parameter_validation=False,
-            )
-            kwargs: dict[str, Any] = {"config": config}
-            session = boto3.session.Session()
-            if settings.dynamodb_endpoint:
-                kwargs["endpoint_url"] = settings.dynamodb_endpoint
-                if session.get_credentials() is None:
-                    kwargs.update(LOCAL_CREDENTIALS)
-            _clients[key] = session.client("dynamodb", **kwargs)
-    return _clients[key]
+    return dynamodb_client(settings, validate_parameters=False)
 
 
 def repository(settings: Settings) -> Any:
@@ -71,5 +38,4 @@ def ensure_table(settings: Settings, *, create: bool) -> None:
 
 def reset() -> None:
     """Forget every cached client (tests)."""
-    with _lock:
-        _clients.clear()
+    reset_clients()

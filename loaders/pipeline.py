@@ -46,12 +46,13 @@ from loaders.writer import BatchOutcome, BatchWriter, batches
 
 #: Writer processes for inputs of at least SMALL_INPUT bytes. Measured on the
 #: 2-core reference machine against dynalite (benchmarks/bench_load.py records
-#: it every run): 2 processes x 4 threads match 1 process x 8 threads on an idle
-#: machine and stay ahead when other work competes for the CPU (one GIL each).
-#: A third process gains a few percent and costs about 65 MB: over the 200 MB budget.
-DEFAULT_WORKERS = 2
+#: it every run, 50k lines): 1 process x 8 threads did 3,840 / 4,410 / 4,696
+#: items/s in three runs against 3,871 / 4,248 / 3,996 for 2 processes x 4
+#: threads, at 68 MB instead of 154 MB. The writers wait on DynamoDB, so
+#: threads suffice; --workers N still spreads a load over N processes.
+DEFAULT_WORKERS = 1
 #: Concurrent BatchWriteItem requests per writer process.
-DEFAULT_THREADS = 4
+DEFAULT_THREADS = 8
 #: Below this, starting writer processes costs more than it saves.
 SMALL_INPUT = 8 << 20
 
