@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pytest
 
 from cachewarm.localstack import PROJECT_ROOT, free_port, start_redis
 from tests.integration.test_benchmark_task import seed
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -69,18 +69,6 @@ def flower(celery_proc, stack_env) -> FlowerProc:
     proc = celery_proc(["flower", "--conf=workers/flowerconfig.py"], env, name="flower")
     proc.wait_for("Visit me at")
     return FlowerProc(f"http://127.0.0.1:{port}", port, user, password, proc)
-
-
-def wait_until(probe, what: str, timeout: float = 60):
-    """Poll ``probe`` until it returns something truthy (or fail saying ``what``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout:.0f}s")
-        time.sleep(0.5)
 
 
 def listening_addresses(port: int) -> set[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 import uuid
 
 import pytest
@@ -15,22 +14,11 @@ from cachewarm.keys import KeySchema
 from cachewarm.localstack import start_redis
 from cachewarm.stats import TaskRuns
 from tests.integration.test_benchmark_task import seed
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 SCHEDULED = ("cachewarm.warm_hot", "cachewarm.invalidate_stale", "cachewarm.run_benchmark")
-
-
-def wait_until(probe, what: str, timeout: float = 120):
-    """Poll ``probe`` until it returns something truthy (or fail saying ``what``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout:.0f}s")
-        time.sleep(0.5)
 
 
 def test_stats_after_reads_a_warm_beat_and_a_benchmark(cli, worker, celery_proc, stack_env, live_settings, table):
@@ -52,7 +40,7 @@ def test_stats_after_reads_a_warm_beat_and_a_benchmark(cli, worker, celery_proc,
         done = {r["task"]: r for r in runs.last_runs() if r["state"] == "SUCCESS"}
         return all(task in done for task in ("cachewarm.warm_hot", "cachewarm.invalidate_stale"))
 
-    wait_until(scheduled_runs_recorded, "warm_hot and invalidate_stale runs recorded by the worker")
+    wait_until(scheduled_runs_recorded, "warm_hot and invalidate_stale runs recorded by the worker", timeout=120)
     bench = cli("bench", "--sample", "5", "--wait", "--json", env=beat_env, timeout=180)
     assert bench.returncode == 0, bench.stderr
 
