@@ -146,15 +146,13 @@ def start_redis(
     return Service(name, f"redis://127.0.0.1:{port}/0", process, log_path)
 
 
-def dynalite_binary() -> str:
-    """Path of dynalite from the project's node_modules (or PATH)."""
-    local = PROJECT_ROOT / "node_modules" / ".bin" / "dynalite"
-    if local.exists():
-        return str(local)
-    found = shutil.which("dynalite")
-    if not found:
+def dynalite_command() -> list[str]:
+    """How to run dynalite: our launcher over the project's node_modules (see scripts/dynalite-server.js)."""
+    launcher = PROJECT_ROOT / "scripts" / "dynalite-server.js"
+    node = shutil.which("node")
+    if not (PROJECT_ROOT / "node_modules" / "dynalite").is_dir() or not node:
         raise StackError("dynalite is not installed; run 'make setup' (npm ci installs it from package-lock.json)")
-    return found
+    return [node, str(launcher)]
 
 
 def start_dynalite(
@@ -165,7 +163,7 @@ def start_dynalite(
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
-    argv = [dynalite_binary(), "--port", str(port), "--host", "127.0.0.1"]
+    argv = [*dynalite_command(), "--port", str(port), "--host", "127.0.0.1"]
     if persist:
         argv += ["--path", str(workdir / "dynalite-data")]
     process = _spawn(name, argv, log_path)
