@@ -205,23 +205,10 @@ class LocalStack:
         environ = os.environ if environ is None else environ
         stack = cls()
         try:
-            redis_url = environ.get("REDIS_URL", "").strip()
-            if redis_url and redis_answers(redis_url):
-                stack.reused.append(f"redis {redis_url}")
-            else:
-                service = start_redis(run_dir / "redis")
-                stack.started.append(service)
-                redis_url = service.url
-            stack.env["REDIS_URL"] = redis_url
-
-            endpoint = environ.get("AWS_ENDPOINT_URL_DYNAMODB", "").strip()
-            if endpoint and http_answers(endpoint):
-                stack.reused.append(f"dynamodb {endpoint}")
-            else:
-                service = start_dynalite(run_dir / "dynalite")
-                stack.started.append(service)
-                endpoint = service.url
-            stack.env["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+            stack._reuse_or_start(environ, "REDIS_URL", "redis", redis_answers,
+                                  lambda: start_redis(run_dir / "redis"))
+            stack._reuse_or_start(environ, "AWS_ENDPOINT_URL_DYNAMODB", "dynamodb", http_answers,
+                                  lambda: start_dynalite(run_dir / "dynalite"))
             stack.env.setdefault("AWS_REGION", environ.get("AWS_REGION", "us-east-1") or "us-east-1")
             if not environ.get("AWS_ACCESS_KEY_ID"):
                 stack.env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
@@ -229,6 +216,17 @@ class LocalStack:
             stack.stop()
             raise
         return stack
+
+    def _reuse_or_start(self, environ: Mapping[str, str], variable: str, label: str, answers, start) -> None:
+        """Reuse the service ``variable`` points at if it answers; otherwise start our own."""
+        url = environ.get(variable, "").strip()
+        if url and answers(url):
+            self.reused.append(f"{label} {url}")
+        else:
+            service = start()
+            self.started.append(service)
+            url = service.url
+        self.env[variable] = url
 
     def stop(self) -> None:
         """Stop what this stack started, newest first."""
