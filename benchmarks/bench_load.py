@@ -159,7 +159,7 @@ def _head(source: Path, target: Path, lines: int) -> None:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Run every measurement; write and return the report."""
-    from cachewarm.localstack import start_dynalite, start_redis
+    from devstack.localstack import start_dynalite, start_redis
 
     sizes = _size(quick)
     started = time.perf_counter()

@@ -11,7 +11,7 @@ import threading
 
 from benchmarks.common import BenchStack, Figure
 from cachewarm import service
-from tests.support.dynamo_proxy import DynamoProxy
+from devstack.dynamo_proxy import DynamoProxy
 
 READERS = 32
 DELAY = 0.05

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cachewarm import clients, service
-from cachewarm.localstack import Service, start_dynalite, start_redis
+from devstack.localstack import Service, start_dynalite, start_redis
 from cachewarm.settings import Settings, get_settings
 
 

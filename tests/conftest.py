@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from cachewarm import clients, service, settings
-from cachewarm.localstack import PROJECT_ROOT, Service, start_dynalite, start_redis
+from devstack.localstack import PROJECT_ROOT, Service, start_dynalite, start_redis
 
 BIN = Path(sys.executable).parent
 _next_db = 0

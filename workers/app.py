@@ -49,6 +49,5 @@ def create_app(settings: Settings | None = None) -> Celery:
 app = create_app()
 
 import workers.kombu_fixes  # noqa: E402 - a Redis restart mid-task must not end the worker (see module)
-import workers.ledger  # noqa: E402 - CACHEWARM_TASK_LEDGER: one line per task start and end (off by default)
 import workers.signals  # noqa: E402,F401 - connects start-up checks (connects to nothing)
 from workers import tracking  # noqa: E402,F401 - records task runs for `cachewarm stats` (connects to nothing)

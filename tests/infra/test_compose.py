@@ -184,7 +184,7 @@ def test_literal_contract_matches_the_settings_module():
 
 def test_loader_uses_cli_commands_that_exist(services):
     typer = pytest.importorskip("typer")
-    cli = pytest.importorskip("cachewarm.cli")
+    cli = pytest.importorskip("cachewarm_cli")
     root = typer.main.get_command(cli.app)
     script = " ".join(command(services["loader"]))
     missing = []

@@ -53,7 +53,7 @@ def test_queue_keys_cover_kombu_priorities(fn):
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 def test_queue_depths_against_redis_with_auth(fn, tmp_path):
     redis = pytest.importorskip("redis")
-    from cachewarm.localstack import start_redis
+    from devstack.localstack import start_redis
 
     server = start_redis(tmp_path, extra_args=["--requirepass", "t0ken"])
     try:

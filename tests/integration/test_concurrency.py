@@ -17,7 +17,7 @@ from cachewarm.cache import NO_VALUE, CacheAside
 from cachewarm.clients import dynamodb_client
 from cachewarm.repository import RestaurantRepository
 from cachewarm.settings import Settings
-from tests.support.dynamo_proxy import DynamoProxy
+from devstack.dynamo_proxy import DynamoProxy
 from tests.support.items import put_items, restaurant, review
 
 pytestmark = pytest.mark.integration

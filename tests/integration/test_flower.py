@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from cachewarm.localstack import PROJECT_ROOT, free_port, start_redis
+from devstack.localstack import PROJECT_ROOT, free_port, start_redis
 from tests.integration.test_benchmark_task import seed
 from tests.support.waiting import wait_until
 

@@ -12,7 +12,7 @@ import redis
 
 from cachewarm import service
 from cachewarm.keys import KeySchema
-from cachewarm.localstack import free_port
+from devstack.localstack import free_port
 from tests.support.items import put_items, restaurant, review, seed_items_path
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ def test_get_answers_from_dynamodb_when_the_cache_is_down(cli, stack_env, table)
 
 
 def test_cache_that_refuses_us_falls_back(cli, stack_env, table, tmp_path):
-    from cachewarm.localstack import start_redis
+    from devstack.localstack import start_redis
 
     put_items(table, [restaurant("Thai Spot")])
     locked = start_redis(tmp_path / "locked", extra_args=["--requirepass", "right-password"])

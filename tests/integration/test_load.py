@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from cachewarm.localstack import PROJECT_ROOT, free_port
+from devstack.localstack import PROJECT_ROOT, free_port
 from tests.conftest import BIN
 from tests.support.items import seed_items_path
 

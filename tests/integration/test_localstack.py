@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from cachewarm.localstack import start_dynalite
+from devstack.localstack import start_dynalite
 
 pytestmark = pytest.mark.integration
 
 
 def test_dynalite_survives_a_client_killed_mid_request(tmp_path):
     # Plain dynalite rethrows the request's "aborted"/ECONNRESET and exits: one SIGKILLed
-    # loader would take the whole local table down. scripts/dynalite-server.js keeps it up.
+    # loader would take the whole local table down. devstack/dynalite-server.js keeps it up.
     server = start_dynalite(tmp_path, persist=False)
     try:
         port = int(server.url.rsplit(":", 1)[1])

@@ -11,7 +11,7 @@ import pytest
 from cachewarm import service
 from cachewarm.clients import cache_redis
 from cachewarm.keys import KeySchema
-from cachewarm.localstack import start_redis
+from devstack.localstack import start_redis
 from cachewarm.stats import TaskRuns
 from tests.integration.test_benchmark_task import seed
 from tests.support.waiting import wait_until

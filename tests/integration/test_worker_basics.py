@@ -25,7 +25,7 @@ def test_worker_warms_names(worker, stack_env, table, live_settings, celery_clie
 
 
 def test_worker_warns_when_redis_could_evict_broker_keys(celery_proc, stack_env, tmp_path):
-    from cachewarm.localstack import start_redis
+    from devstack.localstack import start_redis
 
     risky = start_redis(tmp_path / "risky", extra_args=["--maxmemory-policy", "allkeys-lru"])
     try:

@@ -2,7 +2,7 @@
 restarted on the same port, a ledger of task executions, and a report of measured figures.
 
 The ledger is a file outside every process under test (``CACHEWARM_TASK_LEDGER``,
-written by ``workers/ledger.py`` from each worker process), so "nothing lost"
+written by ``devstack/ledger.py`` from each worker process), so "nothing lost"
 and "how many duplicates" are counted from what really ran.
 """
 
@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from cachewarm.localstack import PROJECT_ROOT, Service, free_port, start_redis
+from devstack.localstack import PROJECT_ROOT, Service, free_port, start_redis
 
 REPORT = PROJECT_ROOT / "reports" / "reliability.json"
-WORKER_ARGS = ["worker", "--loglevel=INFO", "--concurrency=2", "--without-mingle", "--without-gossip"]
+# --include: the ledger is test instrumentation from the dev stack, loaded only into these workers.
+WORKER_ARGS = ["worker", "--loglevel=INFO", "--concurrency=2", "--without-mingle", "--without-gossip",
+               "--include=devstack.ledger"]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> float:
@@ -41,7 +43,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
 # -- the ledger -------------------------------------------------------------------------
 @dataclass
 class Ledger:
-    """Reads the JSON lines that workers/ledger.py appends."""
+    """Reads the JSON lines that devstack/ledger.py appends."""
 
     path: Path
 

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from cachewarm import service
-from cachewarm.localstack import start_dynalite
+from devstack.localstack import start_dynalite
 from cachewarm.settings import Settings
-from loaders.fanout import LoadState
+from workers.fanout import LoadState
 from tests.reliability.conftest import (
     celery_app_for,
     digest,

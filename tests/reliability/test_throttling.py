@@ -20,7 +20,7 @@ from loaders.errors import StillUnprocessed
 from loaders.validate import parse_line
 from loaders.writer import Backoff, BatchWriter
 from tests.reliability.conftest import digest, generate, source_items, table_items
-from tests.support.dynamo_proxy import DynamoProxy
+from devstack.dynamo_proxy import DynamoProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

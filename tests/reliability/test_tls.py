@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cachewarm.localstack import free_port
+from devstack.localstack import free_port
 from tests.reliability.conftest import RedisProc, batch_put, start_worker, wait_until
 from tests.support.items import restaurant, review
 from tests.support.tls import make_ca_and_server_cert

@@ -33,7 +33,7 @@ from tests.reliability.conftest import (
     table_items,
     wait_until,
 )
-from tests.support.dynamo_proxy import DynamoProxy
+from devstack.dynamo_proxy import DynamoProxy
 from tests.support.items import restaurant, review
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

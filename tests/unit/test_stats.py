@@ -228,7 +228,7 @@ def test_collect_lists_hot_keys(r):
 
 
 def test_render_prints_names_literally(r, capsys):
-    from cachewarm.cli.stats import render
+    from cachewarm_cli.stats import render
 
     TaskRuns(r, KEYS).record("cachewarm.warm_names", task_id="t", state="SUCCESS", runtime=0.1,
                              result={"requested": 1}, now=NOW)

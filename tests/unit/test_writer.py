@@ -330,7 +330,7 @@ def test_empty_input_and_missing_table(moto_settings, tmp_path):
 
 
 def test_fanned_out_load_finishes_even_when_no_worker_takes_a_chunk(moto_settings, fake_cache, tmp_path):
-    from loaders.fanout import LoadState, coordinate
+    from workers.fanout import LoadState, coordinate
 
     lines = [review(f"u{i}", f"R{i % 7}", i) for i in range(250)]
     lines[10] = "oops"
@@ -360,7 +360,7 @@ def test_fanned_out_load_finishes_even_when_no_worker_takes_a_chunk(moto_setting
 
 
 def test_a_chunk_runs_once_its_claim_is_free_and_is_not_run_twice(moto_settings, fake_cache, tmp_path):
-    from loaders.fanout import LoadState, run_chunk
+    from workers.fanout import LoadState, run_chunk
 
     path = tmp_path / "items.jsonl"
     path.write_text("\n".join(review(f"u{i}", "Thai", i) for i in range(20)) + "\n")

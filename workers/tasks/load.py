@@ -1,4 +1,4 @@
-"""Load tasks: decode arguments, call :mod:`loaders.fanout`, own the retry policy.
+"""Load tasks: decode arguments, call :mod:`workers.fanout`, own the retry policy.
 
 ``cachewarm.bulk_load`` coordinates; ``cachewarm.load_chunk`` loads one
 line-aligned byte range. Both are idempotent (puts by key, shared state keyed
@@ -13,7 +13,7 @@ import os
 import tempfile
 
 from cachewarm.settings import get_settings
-from loaders.fanout import CHUNK_LINES, LoadState, coordinate, part_path, run_chunk
+from workers.fanout import CHUNK_LINES, LoadState, coordinate, part_path, run_chunk
 from workers.app import app
 from workers.retry import IDEMPOTENT, RETRY_POLICY
 

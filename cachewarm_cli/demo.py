@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cachewarm.cli.output import console
+from cachewarm_cli.output import console
 
 
 def register(app: typer.Typer) -> None:
@@ -17,6 +17,6 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(42, help="Generator seed."),
     ) -> None:
         """Run the whole system on the embedded local stack, then stop what it started."""
-        from cachewarm.demo import run_demo
+        from cachewarm_cli.demo_run import run_demo
 
         raise typer.Exit(run_demo(console, restaurants=restaurants, sample=sample, seed=seed))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from cachewarm.cli.output import console, err_console
+from cachewarm_cli.output import console, err_console
 from cachewarm.masking import mask_url
 
 #: The login `stack up` generates for Flower when FLOWER_BASIC_AUTH is not set.
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from honcho.manager import Manager
         from honcho.printer import Printer
 
-        from cachewarm.localstack import LocalStack
+        from devstack.localstack import LocalStack
 
         if not procfile.exists():
             err_console.print(f"error: {procfile} not found", markup=False)
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
     )
     def run(ctx: typer.Context) -> None:
         """Run a command with the stack up (e.g. ``cachewarm stack run -- cachewarm get X``)."""
-        from cachewarm.localstack import LocalStack
+        from devstack.localstack import LocalStack
 
         if not ctx.args:
             err_console.print("error: give a command to run after --", markup=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from cachewarm.cli.output import console, err_console, print_json
+from cachewarm_cli.output import console, err_console, print_json
 
 #: Seconds between progress lines when stderr is not a terminal.
 PLAIN_PROGRESS_SECONDS = 5.0
@@ -149,7 +149,7 @@ def _enqueue(file: str, settings, *, rejects: Path | None, create_table: bool, t
     }
     if chunk_lines:
         kwargs["chunk_lines"] = chunk_lines
-    from cachewarm.cli.broker import send_all
+    from cachewarm_cli.broker import send_all
     from workers import app
 
     # send_all turns a refusing broker (down, full, wrong password) into one line naming the cause.

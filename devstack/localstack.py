@@ -147,8 +147,8 @@ def start_redis(
 
 
 def dynalite_command() -> list[str]:
-    """How to run dynalite: our launcher over the project's node_modules (see scripts/dynalite-server.js)."""
-    launcher = PROJECT_ROOT / "scripts" / "dynalite-server.js"
+    """How to run dynalite: our launcher over the project's node_modules (see devstack/dynalite-server.js)."""
+    launcher = Path(__file__).resolve().parent / "dynalite-server.js"
     node = shutil.which("node")
     if not (PROJECT_ROOT / "node_modules" / "dynalite").is_dir() or not node:
         raise StackError("dynalite is not installed; run 'make setup' (npm ci installs it from package-lock.json)")

@@ -6,7 +6,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cachewarm.cli.output import console, err_console, print_json
+from cachewarm_cli.output import console, err_console, print_json
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cachewarm.cli.output import console, err_console, print_json
+from cachewarm_cli.output import console, err_console, print_json
 
 TASK = "cachewarm.run_benchmark"
 ROWS = (("db_ms", "DynamoDB"), ("miss_ms", "cache miss"), ("hit_ms", "cache hit"))
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         summary = _follow(result, timeout, quiet=as_json)
         run = _store().get(summary["run_id"])
         if plot:
-            from cachewarm.plot import plot_run
+            from cachewarm_cli.plot import plot_run
 
             path = plot_run(run, plot)
             err_console.print(f"plot written to {path}", markup=False)
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         """One stored run."""
         run = _store().get(run_id)
         if plot:
-            from cachewarm.plot import plot_run
+            from cachewarm_cli.plot import plot_run
 
             err_console.print(f"plot written to {plot_run(run, plot)}", markup=False)
         if as_json:

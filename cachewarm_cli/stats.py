@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cachewarm.cli.output import console, print_json, printable
+from cachewarm_cli.output import console, print_json, printable
 
 
 def gather(top: int = 10) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from cachewarm.cli.output import console, err_console, print_json, printable
+from cachewarm_cli.output import console, err_console, print_json, printable
 
 CHUNK = 100
 
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
                 console.print("no reads recorded yet: nothing is hot", markup=False)
                 raise typer.Exit(0)
 
-        from cachewarm.cli.broker import send_all
+        from cachewarm_cli.broker import send_all
         from workers import app as celery_app
 
         results = send_all(celery_app, "cachewarm.warm_names", ({"args": [chunk]} for chunk in chunked(names, CHUNK)))

@@ -12,8 +12,8 @@ import sys
 
 import typer
 
-from cachewarm.cli import bench, demo, load, read, stack, stats, table, warm, write
-from cachewarm.cli.output import err_console
+from cachewarm_cli import bench, demo, load, read, stack, stats, table, warm, write
+from cachewarm_cli.output import err_console
 from cachewarm.errors import CachewarmError
 from cachewarm.masking import mask_text
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from cachewarm.localstack import RUN_DIR, LocalStack, start_process, wait_for_log
+from devstack.localstack import RUN_DIR, LocalStack, start_process, wait_for_log
 
 DEMO_DIR = RUN_DIR / "demo"
 
@@ -35,7 +35,7 @@ def latency_table(title: str, rows: dict[str, list[float]]) -> Table:
 
 def run_demo(console: Console, *, restaurants: int = 300, sample: int = 50, seed: int = 42) -> int:
     """Run the demo; returns the process exit code."""
-    from cachewarm.cli.stack import stack_environ
+    from cachewarm_cli.stack import stack_environ
 
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     stack = LocalStack.start()
@@ -107,8 +107,8 @@ def run_demo(console: Console, *, restaurants: int = 300, sample: int = 50, seed
 
         console.rule("5. benchmark through the worker (cachewarm.run_benchmark)")
         from cachewarm.bench_store import BenchmarkStore
-        from cachewarm.cli.bench import results_table
-        from cachewarm.plot import plot_run
+        from cachewarm_cli.bench import results_table
+        from cachewarm_cli.plot import plot_run
 
         summary = celery_app.send_task("cachewarm.run_benchmark", kwargs={"sample": sample}).get(timeout=600)
         run = BenchmarkStore(repo).get(summary["run_id"])

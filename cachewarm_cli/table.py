@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cachewarm.cli.output import console
+from cachewarm_cli.output import console
 
 
 def register(app: typer.Typer) -> None:

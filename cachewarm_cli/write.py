@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cachewarm.cli.output import console, err_console, print_json
+from cachewarm_cli.output import console, err_console, print_json
 
 
 def register(app: typer.Typer) -> None:

@@ -1,3 +1,0 @@
-from cachewarm.cli import main
-
-main()

@@ -1,0 +1,3 @@
+from cachewarm_cli import main
+
+main()
