@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cachewarm import clients, service
-from devstack.localstack import Service, start_dynalite, start_redis
 from cachewarm.settings import Settings, get_settings
+from devstack.localstack import Service, start_dynalite, start_redis
 
 
 @dataclass

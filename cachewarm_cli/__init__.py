@@ -12,10 +12,10 @@ import sys
 
 import typer
 
-from cachewarm_cli import bench, demo, load, read, stack, stats, table, warm, write
-from cachewarm_cli.output import err_console
 from cachewarm.errors import CachewarmError
 from cachewarm.masking import mask_text
+from cachewarm_cli import bench, demo, load, read, stack, stats, table, warm, write
+from cachewarm_cli.output import err_console
 
 app = typer.Typer(
     name="cachewarm",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
-from cachewarm_cli.output import console, err_console
 from cachewarm.masking import mask_url
+from cachewarm_cli.output import console, err_console
 
 #: The login `stack up` generates for Flower when FLOWER_BASIC_AUTH is not set.
 GENERATED_FLOWER_USER = "admin"

@@ -11,8 +11,8 @@ import pytest
 from cachewarm import service
 from cachewarm.clients import cache_redis
 from cachewarm.keys import KeySchema
-from devstack.localstack import start_redis
 from cachewarm.stats import TaskRuns
+from devstack.localstack import start_redis
 from tests.integration.test_benchmark_task import seed
 from tests.support.waiting import wait_until
 

@@ -14,9 +14,8 @@ import time
 import pytest
 
 from cachewarm import service
-from devstack.localstack import start_dynalite
 from cachewarm.settings import Settings
-from workers.fanout import LoadState
+from devstack.localstack import start_dynalite
 from tests.reliability.conftest import (
     celery_app_for,
     digest,
@@ -26,6 +25,7 @@ from tests.reliability.conftest import (
     table_items,
     wait_until,
 )
+from workers.fanout import LoadState
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

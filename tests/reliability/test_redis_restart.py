@@ -14,8 +14,8 @@ from cachewarm import service
 from cachewarm.cache import NO_VALUE
 from cachewarm.settings import Settings
 from cachewarm.warming import chunked
-from tests.reliability.conftest import batch_put, celery_app_for, start_worker, wait_until
 from devstack.dynamo_proxy import DynamoProxy
+from tests.reliability.conftest import batch_put, celery_app_for, start_worker, wait_until
 from tests.support.items import restaurant
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -16,11 +16,11 @@ import math
 import pytest
 
 from cachewarm.settings import Settings
+from devstack.dynamo_proxy import DynamoProxy
 from loaders.errors import StillUnprocessed
 from loaders.validate import parse_line
 from loaders.writer import Backoff, BatchWriter
 from tests.reliability.conftest import digest, generate, source_items, table_items
-from devstack.dynamo_proxy import DynamoProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,6 +24,7 @@ import pytest
 from cachewarm import service
 from cachewarm.cache import NO_VALUE
 from cachewarm.settings import Settings
+from devstack.dynamo_proxy import DynamoProxy
 from tests.reliability.conftest import (
     batch_put,
     digest,
@@ -33,7 +34,6 @@ from tests.reliability.conftest import (
     table_items,
     wait_until,
 )
-from devstack.dynamo_proxy import DynamoProxy
 from tests.support.items import restaurant, review
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

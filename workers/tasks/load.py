@@ -13,8 +13,8 @@ import os
 import tempfile
 
 from cachewarm.settings import get_settings
-from workers.fanout import CHUNK_LINES, LoadState, coordinate, part_path, run_chunk
 from workers.app import app
+from workers.fanout import CHUNK_LINES, LoadState, coordinate, part_path, run_chunk
 from workers.retry import IDEMPOTENT, RETRY_POLICY
 
 log = logging.getLogger(__name__)
