@@ -42,8 +42,9 @@ demo: setup ## the whole system on the embedded local stack, then stop it
 up: setup ## local stack + Procfile processes in the foreground (Ctrl-C stops all)
 	$(BIN)/cachewarm stack up
 
-test: setup chromium ## lint, unit and integration tests (real redis-server, dynalite, celery)
+test: setup chromium ## lint, layer contract, unit and integration tests (real redis-server, dynalite, celery)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 test-fast: setup ## unit tests only
@@ -57,6 +58,7 @@ synth: setup ## offline CDK synth -> infra/cdk.out
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf .run infra/cdk.out .pytest_cache .ruff_cache

@@ -14,7 +14,6 @@ import random
 import secrets
 import socket
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -82,18 +81,33 @@ def describe(values: list[float]) -> dict[str, float]:
 
 
 def code_version() -> str:
-    """``git describe`` of the checkout when available, else the package version."""
+    """The package version, plus the checkout's commit when running from a git work tree.
+
+    Read from ``.git`` directly: the core starts no processes (no ``git describe``).
+    """
     from cachewarm import __version__
 
-    root = Path(__file__).resolve().parent.parent
+    commit = _git_head(Path(__file__).resolve().parent.parent / ".git")
+    return f"{__version__}+g{commit[:12]}" if commit else __version__
+
+
+def _git_head(git_dir: Path) -> str | None:
+    """The commit HEAD names, from a loose or packed ref; None outside a checkout."""
     try:
-        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],
-                             capture_output=True, text=True, timeout=5)
-        if out.returncode == 0 and out.stdout.strip():
-            return f"{__version__}+{out.stdout.strip()}"
-    except (OSError, subprocess.SubprocessError):
+        head = (git_dir / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head or None
+        ref = head[5:]
+        loose = git_dir / ref
+        if loose.exists():
+            return loose.read_text().strip() or None
+        for line in (git_dir / "packed-refs").read_text().splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+    except OSError:
         pass
-    return __version__
+    return None
 
 
 def new_run_id(now: datetime | None = None) -> str:

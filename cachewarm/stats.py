@@ -1,7 +1,7 @@
 """The operator's view of the cache: hit ratio, keys and memory, hot keys, task runs, beat schedule.
 
-Plain Python over redis-py clients; no Celery import at module level (redbeat's
-JSON decoder is imported only when the beat schedule is read). Everything here
+Plain Python over redis-py clients, no Celery (the beat schedule is read by
+``workers/beat_schedule.py`` and handed in as a callable). Everything here
 only reads, except :meth:`TaskRuns.record`, which the workers call after each
 task (``workers/tracking.py``), and :meth:`HotKeys.top`, which unions the hot
 buckets into a temporary key it deletes in the same transaction.
@@ -23,11 +23,10 @@ Where the numbers come from:
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from cachewarm.eviction import eviction_warning, read_policy
@@ -60,7 +59,8 @@ def iso(ts: float | datetime | None) -> str | None:
     return datetime.fromtimestamp(float(ts), UTC).isoformat(timespec="seconds")
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A Redis reply (bytes or str) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -114,7 +114,7 @@ def memory(client: Any) -> dict[str, Any]:
     policy = mem.get("maxmemory_policy")
     if policy is None:
         policy = read_policy(client)  # CONFIG GET; None when CONFIG is disabled (ElastiCache)
-    policy = _text(policy) if policy is not None else None
+    policy = text(policy) if policy is not None else None
     return {
         "used_memory": mem.get("used_memory"),
         "used_memory_human": mem.get("used_memory_human"),
@@ -150,8 +150,8 @@ def summarize_result(value: Any, depth: int = 2) -> Any:
 
 def describe_error(exc: BaseException) -> str:
     """``Type: message`` with credentials masked, on one line."""
-    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-    return mask_text(text)[:_MAX_TEXT]
+    line = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return mask_text(line)[:_MAX_TEXT]
 
 
 class TaskRuns:
@@ -198,14 +198,14 @@ class TaskRuns:
 
     def last_runs(self, also: Iterable[str] = ()) -> list[dict[str, Any]]:
         """Every recorded task's last run, plus ``also`` (never run: ``state`` None), by name."""
-        names = {_text(n) for n in self.redis.smembers(self.index_key)} | set(also)
+        names = {text(n) for n in self.redis.smembers(self.index_key)} | set(also)
         ordered = sorted(names)
         pipe = self.redis.pipeline(transaction=False)
         for name in ordered:
             pipe.hgetall(self.key(name))
         runs = []
         for name, raw in zip(ordered, pipe.execute(), strict=True):
-            runs.append(self._decode(name, {_text(k): _text(v) for k, v in raw.items()}))
+            runs.append(self._decode(name, {text(k): text(v) for k, v in raw.items()}))
         return runs
 
     @staticmethod
@@ -233,129 +233,24 @@ class TaskRuns:
         }
 
 
-# -- beat schedule -----------------------------------------------------------------------
-def _run_every(schedule: Any) -> timedelta | None:
-    if isinstance(schedule, int | float) and not isinstance(schedule, bool):
-        return timedelta(seconds=schedule)  # beat_schedule entries give intervals as seconds
-    run_every = getattr(schedule, "run_every", None)
-    return run_every if isinstance(run_every, timedelta) else None
-
-
-def describe_schedule(schedule: Any) -> str:
-    """``every 180s`` or ``crontab 0 4 * * * (UTC)`` for seconds and celery/redbeat schedule objects."""
-    run_every = _run_every(schedule)
-    if run_every is not None:
-        return f"every {run_every.total_seconds():g}s"
-    parts = [getattr(schedule, f"_orig_{f}", None)
-             for f in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")]
-    if all(p is not None for p in parts):
-        return "crontab " + " ".join(str(p) for p in parts) + " (UTC)"
-    return str(schedule)
-
-
-def _next_from_config(schedule: Any, now: float) -> tuple[float | None, str | None]:
-    """Next run of a configured entry that beat has never stored."""
-    run_every = _run_every(schedule)
-    if run_every is not None:
-        # redbeat stores a new entry as if it had just run: its first run is one interval after beat starts.
-        every = f"{run_every.total_seconds():g}s"
-        return None, f"{every} after beat starts, then every {every}"
-    if getattr(schedule, "remaining_estimate", None) is None:
-        return None, None
-    delta = _as_of(schedule, now).remaining_estimate(datetime.fromtimestamp(now, UTC))
-    return (round(now + delta.total_seconds()), None) if delta is not None else (None, "never")
-
-
-def _as_of(schedule: Any, now: float) -> Any:
-    """A copy of a celery schedule whose clock reads ``now`` (its estimates are relative to it)."""
-    clocked = copy.copy(schedule)
-    clocked.nowfun = lambda: datetime.fromtimestamp(now, UTC)
-    return clocked
-
-
-def _estimate(schedule: Any, last_run_at: datetime | None, now: float) -> float | None:
-    """Next run after ``last_run_at``, to the second, from a schedule object."""
-    if getattr(schedule, "remaining_estimate", None) is None or last_run_at is None:
-        return None
-    delta = _as_of(schedule, now).remaining_estimate(last_run_at)  # from now to the next run after last_run_at
-    return None if delta is None else round(now + delta.total_seconds())
-
-
-def beat_schedule(
-    client: Any, redbeat_prefix: str, configured: Mapping[str, Mapping[str, Any]], now: float,
-) -> list[dict[str, Any]]:
-    """Beat entries with their last and next run.
-
-    Read from redbeat's keys when beat has stored them (``source: redbeat``);
-    configured entries beat has not stored yet are computed (``source: config``).
-    ``configured`` is ``workers.schedule.beat_schedule(settings)``.
-    """
-    from redbeat.decoder import RedBeatJSONDecoder
-
-    scores = {_text(member): score for member, score in
-              client.zrange(f"{redbeat_prefix}:schedule", 0, -1, withscores=True)}
-    entries: dict[str, dict[str, Any]] = {}
-    keys = sorted(k for k in scores if k.startswith(redbeat_prefix))
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.hmget(key, "definition", "meta")
-    for key, (definition, meta) in zip(keys, pipe.execute(), strict=True):
-        if not definition:
-            continue
-        d = json.loads(definition, cls=RedBeatJSONDecoder)
-        m = json.loads(meta, cls=RedBeatJSONDecoder) if meta else {}
-        score = scores[key]
-        next_ts = score if score >= 0 else None
-        estimate = _estimate(d.get("schedule"), m.get("last_run_at"), now)
-        if next_ts is not None and estimate is not None and abs(estimate - next_ts) < 2:
-            next_ts = estimate  # the same run: redbeat truncates its score to whole seconds
-        name = d.get("name") or key[len(redbeat_prefix):]
-        entries[name] = {
-            "name": name,
-            "task": d.get("task"),
-            "schedule": describe_schedule(d.get("schedule")),
-            "enabled": bool(d.get("enabled", True)),
-            # Beat stores a new entry with last_run_at = its own start; only a count says it ran.
-            "last_run_at": iso(m.get("last_run_at")) if m.get("total_run_count") else None,
-            "total_run_count": m.get("total_run_count") or 0,
-            "next_run_at": iso(next_ts),
-            "overdue": next_ts is not None and next_ts < now - 60,
-            "note": None,
-            "source": "redbeat",
-        }
-    for name, conf in configured.items():
-        if name in entries:
-            continue
-        next_ts, note = _next_from_config(conf["schedule"], now)
-        entries[name] = {
-            "name": name,
-            "task": conf["task"],
-            "schedule": describe_schedule(conf["schedule"]),
-            "enabled": True,
-            "last_run_at": None,
-            "total_run_count": None,
-            "next_run_at": iso(next_ts),
-            "overdue": False,
-            "note": note,
-            "source": "config",
-        }
-    return sorted(entries.values(), key=lambda e: e["name"])
-
-
 # -- everything ----------------------------------------------------------------------
 def collect(
     cache: Any,
     keys: KeySchema,
     *,
-    broker: Any | None = None,
-    redbeat_prefix: str | None = None,
-    configured_schedule: Mapping[str, Mapping[str, Any]] | None = None,
+    schedule: Callable[[float], list[dict[str, Any]]] | None = None,
+    scheduled_tasks: Iterable[str] = (),
     task_names: Iterable[str] = (),
     top: int = 10,
     now: float | None = None,
     hot_factory: Callable[[Any, KeySchema], HotKeys] = HotKeys,
 ) -> dict[str, Any]:
-    """The whole report, JSON-ready. A section that fails is named in ``errors``, not raised."""
+    """The whole report, JSON-ready. A section that fails is named in ``errors``, not raised.
+
+    ``schedule(now)`` reads the beat schedule (``workers.beat_schedule``: it needs
+    redbeat's decoder, which the core does not import); ``scheduled_tasks`` are
+    the task names beat runs, listed among the task runs even before they ran.
+    """
     from redis.exceptions import RedisError
 
     now = time.time() if now is None else now
@@ -380,10 +275,8 @@ def collect(
     report["hot_keys"] = section(
         "hot_keys",
         lambda: [{"name": n, "score": round(s, 2)} for n, s in hot_factory(cache, keys).top(top, now)], [])
-    scheduled = [e["task"] for e in (configured_schedule or {}).values()]
-    report["tasks"] = section("tasks", lambda: TaskRuns(cache, keys).last_runs([*task_names, *scheduled]), [])
-    if broker is not None and redbeat_prefix is not None:
-        report["schedule"] = section(
-            "schedule", lambda: beat_schedule(broker, redbeat_prefix, configured_schedule or {}, now), [])
+    report["tasks"] = section("tasks", lambda: TaskRuns(cache, keys).last_runs([*task_names, *scheduled_tasks]), [])
+    if schedule is not None:
+        report["schedule"] = section("schedule", lambda: schedule(now), [])
     report["errors"] = errors
     return report

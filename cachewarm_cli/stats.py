@@ -21,6 +21,7 @@ def gather(top: int = 10) -> dict[str, Any]:
     from cachewarm.masking import mask_url
     from cachewarm.settings import get_settings
     from cachewarm.stats import collect
+    from workers.beat_schedule import beat_schedule as read_beat_schedule
     from workers.config import celery_config
     from workers.schedule import beat_schedule
 
@@ -31,12 +32,13 @@ def gather(top: int = 10) -> dict[str, Any]:
     except (RedisError, OSError) as exc:
         raise TransportError(f"cannot reach the cache's Redis at {mask_url(settings.cache_url)}: {exc}") from None
     broker = cache if settings.broker_url == settings.cache_url else redis_client(settings.broker_url, timeout=5.0)
+    configured = beat_schedule(settings)
+    redbeat_prefix = celery_config(settings)["redbeat_key_prefix"]
     report = collect(
         cache,
         KeySchema(prefix=settings.key_prefix),
-        broker=broker,
-        redbeat_prefix=celery_config(settings)["redbeat_key_prefix"],
-        configured_schedule=beat_schedule(settings),
+        schedule=lambda now: read_beat_schedule(broker, redbeat_prefix, configured, now),
+        scheduled_tasks=[entry["task"] for entry in configured.values()],
         top=top,
     )
     report = {"cache": mask_url(settings.cache_url), "broker": mask_url(settings.broker_url), **report}

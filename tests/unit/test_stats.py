@@ -18,14 +18,13 @@ from cachewarm.settings import ENV_VARS, Settings
 from cachewarm.stats import (
     TASK_RUN_TTL,
     TaskRuns,
-    beat_schedule,
     collect,
-    describe_schedule,
     hit_ratios,
     memory,
     summarize_result,
     window_summary,
 )
+from workers.beat_schedule import beat_schedule, describe_schedule
 
 NOW = 1_800_000_000.0  # a fixed instant, on a minute boundary plus 30 s
 KEYS = KeySchema("cw")
