@@ -28,7 +28,7 @@ from workers.beat_schedule import beat_schedule, describe_schedule
 
 NOW = 1_800_000_000.0  # a fixed instant, on a minute boundary plus 30 s
 KEYS = KeySchema("cw")
-FLOWERCONFIG = Path(__file__).resolve().parents[2] / "workers" / "flowerconfig.py"
+FLOWERCONFIG = Path(__file__).resolve().parents[3] / "workers" / "flowerconfig.py"
 
 
 @pytest.fixture
