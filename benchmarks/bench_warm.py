@@ -16,7 +16,8 @@ from pathlib import Path
 
 from benchmarks.common import BenchStack, Figure
 from cachewarm import service
-from cachewarm.warming import DEFAULT_CONCURRENCY, chunked, warm_names
+from cachewarm.batching import chunked
+from cachewarm.warming import DEFAULT_CONCURRENCY, warm_names
 
 GOAL_RATIO = 0.8
 WORKER_PROCESSES = 2

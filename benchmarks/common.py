@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cachewarm import clients, service
-from cachewarm.settings import Settings, get_settings
+from cachewarm import service
+from cachewarm.settings import Settings
 from devstack.localstack import Service, start_dynalite, start_redis
 
 
@@ -63,7 +63,7 @@ def bench_stack(table: str = "BenchRestaurants") -> Iterator[BenchStack]:
     # The Celery app and the settings read os.environ: point them at this stack.
     os.environ.clear()
     os.environ.update(env)
-    get_settings.cache_clear()
+    service.reset()
     try:
         stack = BenchStack(redis_server, dynalite, env, workdir)
         service.repository(stack.settings).create_table()
@@ -71,9 +71,7 @@ def bench_stack(table: str = "BenchRestaurants") -> Iterator[BenchStack]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        get_settings.cache_clear()
-        clients.reset_clients()
-        service._engine.cache_clear()
+        service.reset()
         dynalite.stop()
         redis_server.stop()
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "fetch_restaurant_summary"]
+__all__ = ["__version__", "fetch_restaurant_summary", "reset"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that importing the package (and the CLI) stays fast and connects nothing.
-    if name == "fetch_restaurant_summary":
-        from cachewarm.service import fetch_restaurant_summary
+    if name in ("fetch_restaurant_summary", "reset"):
+        from cachewarm import service
 
-        return fetch_restaurant_summary
+        return getattr(service, name)
     raise AttributeError(name)

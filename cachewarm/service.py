@@ -31,6 +31,20 @@ def engine(settings: Settings | None = None) -> CacheAside:
     return _engine(os.getpid(), settings or get_settings())
 
 
+def reset() -> None:
+    """Forget this process's wiring: settings, clients and engines are rebuilt from the environment on next use.
+
+    For tools that point one process at another stack (the demo, the tests, the
+    benchmarks) after it read its settings; a running worker never needs it.
+    """
+    from cachewarm.clients import reset_clients
+    from cachewarm.settings import get_settings
+
+    get_settings.cache_clear()
+    reset_clients()
+    _engine.cache_clear()
+
+
 def fetch_restaurant_summary(name: str, settings: Settings | None = None) -> FetchResult:
     """Read a restaurant summary through the cache (cache-aside).
 

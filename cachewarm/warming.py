@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -65,17 +65,3 @@ def warm_names(
     report.skipped = len(results) - stored
     report.seconds = round(time.perf_counter() - start, 4)
     return report
-
-
-def chunked(items: Iterable[str], size: int) -> list[list[str]]:
-    """Split names into lists of at most ``size`` (small task payloads)."""
-    chunk: list[str] = []
-    out: list[list[str]] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            out.append(chunk)
-            chunk = []
-    if chunk:
-        out.append(chunk)
-    return out

@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from cachewarm import reset as core_reset
 from devstack.localstack import RUN_DIR, LocalStack, start_process, wait_for_log
 
 DEMO_DIR = RUN_DIR / "demo"
@@ -44,7 +45,7 @@ def run_demo(console: Console, *, restaurants: int = 300, sample: int = 50, seed
     try:
         env = stack_environ(stack.env)
         os.environ.update(stack.env)
-        _reset_cached_state()
+        core_reset()
         for service in stack.started:
             console.print(f"[green]started[/] {service.name} at {service.url}")
         for reused in stack.reused:
@@ -94,7 +95,7 @@ def run_demo(console: Console, *, restaurants: int = 300, sample: int = 50, seed
 
         console.rule("4. warm through the worker")
         invalidate_all(engine)
-        from cachewarm.warming import chunked
+        from cachewarm.batching import chunked
         from workers import app as celery_app
 
         t0 = time.perf_counter()
@@ -124,15 +125,6 @@ def run_demo(console: Console, *, restaurants: int = 300, sample: int = 50, seed
         os.environ.clear()
         os.environ.update(saved_env)
         console.rule("stopped everything the demo started")
-
-
-def _reset_cached_state() -> None:
-    from cachewarm import clients, service
-    from cachewarm.settings import get_settings
-
-    get_settings.cache_clear()
-    clients.reset_clients()
-    service._engine.cache_clear()
 
 
 def _load_sample_data(console: Console, settings, *, restaurants: int, seed: int) -> list[str]:

@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Enqueue ``cachewarm.warm_names`` for NAME... or for the --top K hottest names."""
         from cachewarm import service
+        from cachewarm.batching import chunked
         from cachewarm.settings import get_settings
-        from cachewarm.warming import chunked
 
         if bool(names) == bool(top):
             err_console.print("error: give names, or --top K (one of the two)", markup=False)

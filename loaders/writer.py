@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachewarm.backoff import Backoff
+from cachewarm.batching import chunked
 from cachewarm.errors import RetryableError
 from cachewarm.repository import translate_errors
 from loaders.errors import StillUnprocessed
@@ -31,19 +33,6 @@ from loaders.validate import Item, Reject, decode_text
 
 #: DynamoDB's BatchWriteItem limit.
 BATCH_SIZE = 25
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff with full jitter ("Exponential Backoff And Jitter", AWS, 2015)."""
-
-    retries: int = 10  # rounds after the first attempt; then the batch fails loudly
-    base: float = 0.05  # seconds
-    cap: float = 5.0  # seconds; the bound on one wait
-
-    def delay(self, attempt: int, rand: Callable[[], float]) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
-        return rand() * min(self.cap, self.base * (2 ** attempt))
 
 
 @dataclass
@@ -69,8 +58,8 @@ def dedupe(items: Iterable[Item]) -> tuple[list[Item], dict[tuple[str, str], lis
 
 
 def batches(items: Sequence[Item], size: int = BATCH_SIZE) -> list[list[Item]]:
-    """Split into lists of at most ``size``."""
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+    """Split into ``BatchWriteItem``-sized lists."""
+    return chunked(items, size)
 
 
 class BatchWriter:

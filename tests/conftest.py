@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from cachewarm import clients, service, settings
+from cachewarm import service, settings
 from devstack.localstack import PROJECT_ROOT, Service, start_dynalite, start_redis
 
 BIN = Path(sys.executable).parent
@@ -74,13 +74,9 @@ def stack_env(redis_server, dynalite, monkeypatch) -> dict[str, str]:
             monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    settings.get_settings.cache_clear()
-    clients.reset_clients()
-    service._engine.cache_clear()
+    service.reset()
     yield env
-    settings.get_settings.cache_clear()
-    clients.reset_clients()
-    service._engine.cache_clear()
+    service.reset()
 
 
 @pytest.fixture

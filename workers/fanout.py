@@ -32,9 +32,10 @@ from typing import Any
 from cachewarm.keys import KeySchema
 from cachewarm.settings import Settings
 from loaders.errors import EmptyInputError
-from loaders.reader import open_source, plan_chunks
+from loaders.reader import open_source
 from loaders.report import SAMPLE_REJECTS, LoadReport
 from loaders.validate import Reject
+from workers.load_plan import plan_chunks
 
 #: Lines per chunk task: a few seconds of work, so progress moves and a lost
 #: worker costs little, yet few enough tasks that queueing overhead is noise.

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from cachewarm import service
+from cachewarm.batching import chunked
 from cachewarm.cache import NO_VALUE
 from cachewarm.settings import Settings
-from cachewarm.warming import chunked
 from devstack.dynamo_proxy import DynamoProxy
 from tests.reliability.conftest import batch_put, celery_app_for, start_worker, wait_until
 from tests.support.items import restaurant

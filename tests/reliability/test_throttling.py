@@ -15,11 +15,12 @@ import math
 
 import pytest
 
+from cachewarm.backoff import Backoff
 from cachewarm.settings import Settings
 from devstack.dynamo_proxy import DynamoProxy
 from loaders.errors import StillUnprocessed
 from loaders.validate import parse_line
-from loaders.writer import Backoff, BatchWriter
+from loaders.writer import BatchWriter
 from tests.reliability.conftest import digest, generate, source_items, table_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

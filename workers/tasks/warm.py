@@ -41,7 +41,7 @@ def warm_hot(self, top: int = 100, chunk_size: int = 100) -> dict:
     started = time.perf_counter()
     from celery import group
 
-    from cachewarm.warming import chunked
+    from cachewarm.batching import chunked
 
     engine = service.engine()
     names = [name for name, _ in engine.hot.top(int(top), time.time())]

@@ -266,11 +266,11 @@ def test_bad_flower_values_name_the_variable(var, value):
 def flower_options():
     import flower.options  # noqa: F401 - defines Flower's tornado options, as `celery flower` does
 
-    from cachewarm import settings
+    from cachewarm import service
 
-    settings.get_settings.cache_clear()
+    service.reset()
     yield
-    settings.get_settings.cache_clear()
+    service.reset()
 
 
 def test_flowerconfig_reads_the_settings(monkeypatch, flower_options):

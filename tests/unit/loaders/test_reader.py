@@ -13,9 +13,10 @@ from moto import mock_aws
 
 from loaders.checkpoint import Checkpoint
 from loaders.errors import CheckpointError, InputError
-from loaders.reader import TooLong, iter_blocks, open_source, plan_chunks
+from loaders.reader import TooLong, iter_blocks, open_source
 from loaders.report import BlockResult
 from loaders.validate import MAX_ITEM_BYTES, Item, Reject, parse_line
+from workers.load_plan import plan_chunks
 
 
 def _lines_of(path, **kwargs):

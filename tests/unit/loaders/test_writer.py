@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from cachewarm import clients
+from cachewarm.backoff import Backoff
 from cachewarm.cache import NO_VALUE, CacheAside
 from cachewarm.errors import TableNotFoundError
 from cachewarm.model import Summary
@@ -24,7 +25,7 @@ from loaders.errors import EmptyInputError, LoadFailed, StillUnprocessed
 from loaders.invalidate import Invalidator
 from loaders.report import read_rejects
 from loaders.validate import Item, parse_line
-from loaders.writer import BATCH_SIZE, Backoff, BatchWriter, dedupe
+from loaders.writer import BATCH_SIZE, BatchWriter, dedupe
 
 TABLE = "Restaurants"
 
