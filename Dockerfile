@@ -13,16 +13,19 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone, so code changes do not reinstall them.
+# Dependencies first, from pyproject.toml alone, so code changes do not reinstall them. The image
+# gets the four runtime layers (core, loaders, workers, the shell for one-off `cachewarm` tasks) and
+# the `cli` extra; never the dev stack (devstack/), the demo's plotting or the tests.
 COPY pyproject.toml README.md ./
-RUN mkdir cachewarm workers loaders \
- && touch cachewarm/__init__.py workers/__init__.py loaders/__init__.py \
- && pip install . \
+RUN mkdir cachewarm workers loaders cachewarm_cli \
+ && touch cachewarm/__init__.py workers/__init__.py loaders/__init__.py cachewarm_cli/__init__.py \
+ && pip install '.[cli]' \
  && pip uninstall --yes cachewarm \
- && rm -rf cachewarm workers loaders build
+ && rm -rf cachewarm workers loaders cachewarm_cli build
 COPY cachewarm ./cachewarm
 COPY workers ./workers
 COPY loaders ./loaders
+COPY cachewarm_cli ./cachewarm_cli
 RUN pip install --no-deps . && rm -rf build
 
 FROM python:${PYTHON_VERSION}-slim

@@ -45,10 +45,11 @@ up: setup ## local stack + Procfile processes in the foreground (Ctrl-C stops al
 test: setup chromium ## lint, layer contract, unit and integration tests (real redis-server, dynalite, celery)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest
 
-test-fast: setup ## unit tests only
-	$(BIN)/pytest tests/unit
+test-fast: setup ## unit tests only, without the ones marked slow (under 30 s)
+	$(BIN)/pytest tests/unit -m "not slow"
 
 bench: setup ## engineering benchmarks -> reports/benchmarks.json
 	$(BIN)/python -m benchmarks
@@ -59,6 +60,7 @@ synth: setup ## offline CDK synth -> infra/cdk.out
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf .run infra/cdk.out .pytest_cache .ruff_cache
