@@ -48,6 +48,6 @@ def create_app(settings: Settings | None = None) -> Celery:
 
 app = create_app()
 
-import workers.kombu_fixes  # noqa: E402 - a Redis restart mid-task must not end the worker (see module)
+import workers.kombu_fixes  # noqa: E402 - patches kombu when a worker starts (worker_init), not here
 import workers.signals  # noqa: E402,F401 - connects start-up checks (connects to nothing)
 from workers import tracking  # noqa: E402,F401 - records task runs for `cachewarm stats` (connects to nothing)
