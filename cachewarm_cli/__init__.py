@@ -1,5 +1,11 @@
 """The ``cachewarm`` command line. Each command group lives in its own module.
 
+Every module has a module-level ``app = typer.Typer()`` whose commands are plain
+module-level functions, so tests and tools import them. Here they are composed:
+a group module (``table``, ``bench``, ``stack``) is added under its name; the
+others are added without one, which makes Typer lift their commands (``load``,
+``get``, ...) and groups (``review``) to the top level.
+
 No traceback reaches a user: project errors print one line and exit with their
 code (2 for a bad setting), anything unexpected prints one line and exits 1
 (set ``CACHEWARM_DEBUG=1`` to see the traceback).
@@ -24,8 +30,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for module in (table, load, read, warm, write, bench, stats, stack, demo):
-    module.register(app)
+app.add_typer(table.app, name="table")
+app.add_typer(load.app)  # load, generate
+app.add_typer(read.app)  # get
+app.add_typer(warm.app)  # warm
+app.add_typer(write.app)  # invalidate, review add
+app.add_typer(bench.app, name="bench")
+app.add_typer(stats.app)  # stats
+app.add_typer(stack.app, name="stack")
+app.add_typer(demo.app)  # demo
 
 
 def main() -> None:

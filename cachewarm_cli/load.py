@@ -14,86 +14,87 @@ from typing import Any
 import typer
 
 from cachewarm_cli.output import console, err_console, print_json
+from loaders.pipeline import DEFAULT_THREADS, DEFAULT_WORKERS
 
+#: ``workers.fanout.CHUNK_LINES``, written out: importing ``workers`` here would
+#: load Celery into every ``cachewarm`` start. tests/unit/shell checks they agree.
+CHUNK_LINES_DEFAULT = 20_000
 #: Seconds between progress lines when stderr is not a terminal.
 PLAIN_PROGRESS_SECONDS = 5.0
-#: Seconds a --wait may see PENDING before it says what it is waiting for.
-PENDING_HINT_SECONDS = 10.0
+
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``load`` and ``generate`` commands."""
+@app.command("load")
+def load(
+    file: str = typer.Argument(..., help="JSON-lines file (plain or gzip), or s3://BUCKET/KEY."),
+    create_table: bool = typer.Option(False, "--create-table", help="Create the table first if it is missing."),
+    workers: int | None = typer.Option(None, "--workers", min=1, max=64,
+                                       help=f"Writer processes (default {DEFAULT_WORKERS})."),
+    threads: int | None = typer.Option(None, "--threads", min=1, max=64,
+                                       help=f"Concurrent batch requests per writer (default {DEFAULT_THREADS})."),
+    resume: bool = typer.Option(False, "--resume", help="Skip the blocks an interrupted load finished."),
+    rejects: Path | None = typer.Option(
+        None, "--rejects", help="Rejects file (default ./<FILE name>.rejects.jsonl, only if needed).",
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Checkpoint file (default ./<FILE name>.checkpoint; deleted when done).",
+    ),
+    run_async: bool = typer.Option(False, "--async", help="Enqueue cachewarm.bulk_load; print the task id."),
+    wait: bool = typer.Option(False, "--wait", help="With --async: follow the task with a progress bar."),
+    chunk_lines: int | None = typer.Option(
+        None, "--chunk-lines", min=1, help=f"With --async: lines per load_chunk task (default {CHUNK_LINES_DEFAULT}).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Bulk-load a JSON-lines file into the table: every line written or rejected with its number."""
+    from cachewarm.settings import get_settings
 
-    @app.command("load")
-    def load(
-        file: str = typer.Argument(..., help="JSON-lines file (plain or gzip), or s3://BUCKET/KEY."),
-        create_table: bool = typer.Option(False, "--create-table", help="Create the table first if it is missing."),
-        workers: int | None = typer.Option(
-            None, "--workers", min=1, max=64,
-            help="Writer processes (default 2; 1 for inputs under 8 MB).",
-        ),
-        threads: int | None = typer.Option(None, "--threads", min=1, max=64,
-                                           help="Concurrent batch requests per writer (default 4)."),
-        resume: bool = typer.Option(False, "--resume", help="Skip the blocks an interrupted load finished."),
-        rejects: Path | None = typer.Option(
-            None, "--rejects", help="Rejects file (default ./<FILE name>.rejects.jsonl, only if needed).",
-        ),
-        checkpoint: Path | None = typer.Option(
-            None, "--checkpoint", help="Checkpoint file (default ./<FILE name>.checkpoint; deleted when done).",
-        ),
-        run_async: bool = typer.Option(False, "--async", help="Enqueue cachewarm.bulk_load; print the task id."),
-        wait: bool = typer.Option(False, "--wait", help="With --async: follow the task with a progress bar."),
-        chunk_lines: int | None = typer.Option(None, "--chunk-lines", min=1,
-                                               help="With --async: lines per load_chunk task (default 20000)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
-    ) -> None:
-        """Bulk-load a JSON-lines file into the table: every line written or rejected with its number."""
-        from cachewarm.settings import get_settings
+    settings = get_settings()
+    if run_async or wait:
+        if resume or workers or checkpoint:
+            _usage("--resume, --workers and --checkpoint apply to local loads; a Celery load spreads over the "
+                   "workers' processes and resumes by itself when a worker is lost")
+        result = _enqueue(file, settings, rejects=rejects, create_table=create_table, threads=threads,
+                          chunk_lines=chunk_lines)
+        if not wait:
+            console.print(result.id, markup=False)
+            err_console.print(f"queued cachewarm.bulk_load for {file}; follow it in Flower, or with "
+                              f"--async --wait", markup=False)
+            return
+        err_console.print(f"queued cachewarm.bulk_load {result.id} for {file}", markup=False)
+        report = _follow(result)
+    else:
+        if chunk_lines:
+            _usage("--chunk-lines applies to --async loads")
+        report = _load_here(file, settings, create_table=create_table, workers=workers, threads=threads,
+                            resume=resume, rejects=rejects, checkpoint=checkpoint)
+    _summarize(report, settings, as_json=as_json)
+    raise typer.Exit(0 if report.ok else 1)
 
-        settings = get_settings()
-        if run_async or wait:
-            if resume or workers or checkpoint:
-                _usage("--resume, --workers and --checkpoint apply to local loads; a Celery load spreads over the "
-                       "workers' processes and resumes by itself when a worker is lost")
-            task_id = _enqueue(file, settings, rejects=rejects, create_table=create_table, threads=threads,
-                               chunk_lines=chunk_lines)
-            if not wait:
-                console.print(task_id, markup=False)
-                err_console.print(f"queued cachewarm.bulk_load for {file}; follow it in Flower, or with "
-                                  f"--async --wait", markup=False)
-                return
-            err_console.print(f"queued cachewarm.bulk_load {task_id} for {file}", markup=False)
-            report = _follow(task_id)
-        else:
-            if chunk_lines:
-                _usage("--chunk-lines applies to --async loads")
-            report = _load_here(file, settings, create_table=create_table, workers=workers, threads=threads,
-                                resume=resume, rejects=rejects, checkpoint=checkpoint)
-        _summarize(report, settings, as_json=as_json)
-        raise typer.Exit(0 if report.ok else 1)
 
-    @app.command("generate")
-    def generate(
-        output: str = typer.Option(..., "-o", "--output", help="File to write (.gz writes gzip; - is stdout)."),
-        restaurants: int = typer.Option(..., "--restaurants", min=1, help="How many restaurants."),
-        reviews_per_restaurant: int = typer.Option(
-            20, "--reviews-per-restaurant", min=0, help="Mean reviews per restaurant (skewed: a few get many more).",
-        ),
-        seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
-    ) -> None:
-        """Write sample data in the original JSON-lines format, deterministically and in constant memory."""
-        from loaders.errors import InputError
-        from loaders.generate import generate_file
+@app.command("generate")
+def generate(
+    output: str = typer.Option(..., "-o", "--output", help="File to write (.gz writes gzip; - is stdout)."),
+    restaurants: int = typer.Option(..., "--restaurants", min=1, help="How many restaurants."),
+    reviews_per_restaurant: int = typer.Option(
+        20, "--reviews-per-restaurant", min=0, help="Mean reviews per restaurant (skewed: a few get many more).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
+) -> None:
+    """Write sample data in the original JSON-lines format, deterministically and in constant memory."""
+    from loaders.errors import InputError
+    from loaders.generate import generate_file
 
-        started = time.perf_counter()
-        try:
-            lines = generate_file(output, restaurants=restaurants, reviews_per_restaurant=reviews_per_restaurant,
-                                  seed=seed)
-        except OSError as exc:
-            raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
-        if output != "-":
-            console.print(f"wrote {lines:,} lines ({restaurants:,} restaurants) to {output} with seed {seed} in "
-                          f"{time.perf_counter() - started:.1f}s", markup=False)
+    started = time.perf_counter()
+    try:
+        lines = generate_file(output, restaurants=restaurants, reviews_per_restaurant=reviews_per_restaurant,
+                              seed=seed)
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
+    if output != "-":
+        console.print(f"wrote {lines:,} lines ({restaurants:,} restaurants) to {output} with seed {seed} in "
+                      f"{time.perf_counter() - started:.1f}s", markup=False)
 
 
 def _usage(message: str) -> None:
@@ -128,8 +129,8 @@ def _load_here(file: str, settings, *, create_table: bool, workers: int | None, 
 
 
 def _enqueue(file: str, settings, *, rejects: Path | None, create_table: bool, threads: int | None,
-             chunk_lines: int | None) -> str:
-    """Check what can be checked here, then send cachewarm.bulk_load; return its task id."""
+             chunk_lines: int | None):
+    """Check what can be checked here, then send cachewarm.bulk_load; return its AsyncResult."""
     from cachewarm import service
     from loaders.errors import EmptyInputError
     from loaders.pipeline import default_paths
@@ -153,43 +154,36 @@ def _enqueue(file: str, settings, *, rejects: Path | None, create_table: bool, t
     from workers import app
 
     # send_all turns a refusing broker (down, full, wrong password) into one line naming the cause.
-    return send_all(app, "cachewarm.bulk_load", [{"kwargs": kwargs}])[0].id
+    return send_all(app, "cachewarm.bulk_load", [{"kwargs": kwargs}])[0]
 
 
-def _follow(task_id: str):
-    """Poll the task's state until it finishes; show PROGRESS meta as a bar; return its LoadReport."""
-    from celery.result import AsyncResult
-
+def _follow(result):
+    """Follow the task (its PROGRESS meta as a bar, or plain lines); return its LoadReport."""
     from cachewarm.errors import CachewarmError
     from loaders.report import LoadReport
-    from workers import app
+    from workers.progress import TaskFailed, follow
 
-    result = AsyncResult(task_id, app=app)
     display = ProgressDisplay(unit="lines")
     started = time.monotonic()
-    hinted = False
+
+    def show(meta: dict[str, Any]) -> None:
+        if "total" in meta:
+            done = int(meta.get("done", 0))
+            display.update(done, int(meta["total"]), done, time.monotonic() - started)
+
+    def hint() -> None:
+        err_console.print("still PENDING: is a worker consuming the 'load' queue? "
+                          "(celery -A workers worker)", markup=False)
+
     try:
-        while True:
-            state = result.state
-            if state == "SUCCESS":
-                display.stop()
-                return LoadReport.from_dict(result.result)
-            if state in ("FAILURE", "REVOKED"):
-                display.stop()
-                error = result.result
-                raise CachewarmError(f"cachewarm.bulk_load {task_id} failed: {type(error).__name__}: {error}")
-            info = result.info if isinstance(result.info, dict) else {}
-            if state == "PROGRESS" and "total" in info:
-                done = int(info.get("done", 0))
-                display.update(done, int(info["total"]), done, time.monotonic() - started)
-            elif state == "PENDING" and not hinted and time.monotonic() - started > PENDING_HINT_SECONDS:
-                hinted = True
-                err_console.print("still PENDING: is a worker consuming the 'load' queue? "
-                                  "(celery -A workers worker)", markup=False)
-            time.sleep(0.5)
+        return LoadReport.from_dict(follow(result, show, timeout=None, pending_hint=hint))
+    except TaskFailed as exc:
+        display.stop()
+        raise CachewarmError(f"cachewarm.bulk_load {result.id} failed: {type(exc.error).__name__}: "
+                             f"{exc.error}") from None
     except KeyboardInterrupt:
         display.stop()
-        err_console.print(f"stopped following; the load goes on. Task id: {task_id}", markup=False)
+        err_console.print(f"stopped following; the load goes on. Task id: {result.id}", markup=False)
         raise typer.Exit(130) from None
     finally:
         display.stop()

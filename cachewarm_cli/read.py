@@ -8,27 +8,26 @@ from rich.table import Table
 
 from cachewarm_cli.output import console, err_console, print_json
 
+app = typer.Typer()
 
-def register(app: typer.Typer) -> None:
-    """Add the ``get`` command."""
 
-    @app.command("get")
-    def get(
-        name: str = typer.Argument(..., help="Restaurant name, exactly as stored."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    ) -> None:
-        """Read a restaurant summary through the cache; say whether it came from cache or db."""
-        from cachewarm.service import fetch_restaurant_summary
-        from cachewarm.settings import get_settings
+@app.command("get")
+def get(
+    name: str = typer.Argument(..., help="Restaurant name, exactly as stored."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Read a restaurant summary through the cache; say whether it came from cache or db."""
+    from cachewarm.service import fetch_restaurant_summary
+    from cachewarm.settings import get_settings
 
-        result = fetch_restaurant_summary(name, get_settings())
-        if as_json:
-            print_json(result.to_dict())
-        elif result.summary is not None:
-            show_summary(result)
-        if result.summary is None:
-            err_console.print(f"restaurant {name!r} not found", markup=False)
-            raise typer.Exit(1)
+    result = fetch_restaurant_summary(name, get_settings())
+    if as_json:
+        print_json(result.to_dict())
+    elif result.summary is not None:
+        show_summary(result)
+    if result.summary is None:
+        err_console.print(f"restaurant {name!r} not found", markup=False)
+        raise typer.Exit(1)
 
 
 def show_summary(result) -> None:

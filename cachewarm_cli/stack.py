@@ -25,66 +25,64 @@ def stack_environ(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``stack`` command group."""
-    group = typer.Typer(help="Run the embedded local stack (redis-server + dynalite).", no_args_is_help=True)
+app = typer.Typer(help="Run the embedded local stack (redis-server + dynalite).", no_args_is_help=True)
 
-    @group.command("up")
-    def up(
-        procfile: Path = typer.Option(Path("Procfile"), help="Processes to run on top of the stack."),
-        create_table: bool = typer.Option(True, help="Create the table if it does not exist."),
-    ) -> None:
-        """Start the stack and the Procfile's processes in the foreground; Ctrl-C stops everything."""
-        from honcho.environ import parse_procfile
-        from honcho.manager import Manager
-        from honcho.printer import Printer
 
-        from devstack.localstack import LocalStack
+@app.command("up")
+def up(
+    procfile: Path = typer.Option(Path("Procfile"), help="Processes to run on top of the stack."),
+    create_table: bool = typer.Option(True, help="Create the table if it does not exist."),
+) -> None:
+    """Start the stack and the Procfile's processes in the foreground; Ctrl-C stops everything."""
+    from honcho.environ import parse_procfile
+    from honcho.manager import Manager
+    from honcho.printer import Printer
 
-        if not procfile.exists():
-            err_console.print(f"error: {procfile} not found", markup=False)
-            raise typer.Exit(2)
-        processes = parse_procfile(procfile.read_text()).processes
-        stack = LocalStack.start()
-        try:
-            env = stack_environ(stack.env)
-            runs_flower = any(name == "flower" or " flower" in command for name, command in processes.items())
-            generated = _flower_login(env) if runs_flower else None
-            from cachewarm.settings import Settings
+    from devstack.localstack import LocalStack
 
-            settings = Settings.from_env(env)  # a bad value: one line naming it, exit 2
-            _announce(stack)
-            if runs_flower:
-                _announce_flower(settings, generated)
-            if create_table:
-                _create_table(env)
-            manager = Manager(Printer(sys.stdout))
-            for name, command in processes.items():
-                manager.add_process(name, command, env=env)
-            manager.loop()
-            code = manager.returncode or 0
-        finally:
-            stack.stop()
-        raise typer.Exit(code if code not in (-2, 130) else 0)
+    if not procfile.exists():
+        err_console.print(f"error: {procfile} not found", markup=False)
+        raise typer.Exit(2)
+    processes = parse_procfile(procfile.read_text()).processes
+    stack = LocalStack.start()
+    try:
+        env = stack_environ(stack.env)
+        runs_flower = any(name == "flower" or " flower" in command for name, command in processes.items())
+        generated = _flower_login(env) if runs_flower else None
+        from cachewarm.settings import Settings
 
-    @group.command(
-        "run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    )
-    def run(ctx: typer.Context) -> None:
-        """Run a command with the stack up (e.g. ``cachewarm stack run -- cachewarm get X``)."""
-        from devstack.localstack import LocalStack
+        settings = Settings.from_env(env)  # a bad value: one line naming it, exit 2
+        _announce(stack)
+        if runs_flower:
+            _announce_flower(settings, generated)
+        if create_table:
+            _create_table(env)
+        manager = Manager(Printer(sys.stdout))
+        for name, command in processes.items():
+            manager.add_process(name, command, env=env)
+        manager.loop()
+        code = manager.returncode or 0
+    finally:
+        stack.stop()
+    raise typer.Exit(code if code not in (-2, 130) else 0)
 
-        if not ctx.args:
-            err_console.print("error: give a command to run after --", markup=False)
-            raise typer.Exit(2)
-        stack = LocalStack.start()
-        try:
-            code = subprocess.call(ctx.args, env=stack_environ(stack.env))
-        finally:
-            stack.stop()
-        raise typer.Exit(code)
 
-    app.add_typer(group, name="stack")
+@app.command(
+    "run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def run(ctx: typer.Context) -> None:
+    """Run a command with the stack up (e.g. ``cachewarm stack run -- cachewarm get X``)."""
+    from devstack.localstack import LocalStack
+
+    if not ctx.args:
+        err_console.print("error: give a command to run after --", markup=False)
+        raise typer.Exit(2)
+    stack = LocalStack.start()
+    try:
+        code = subprocess.call(ctx.args, env=stack_environ(stack.env))
+    finally:
+        stack.stop()
+    raise typer.Exit(code)
 
 
 def _announce(stack) -> None:

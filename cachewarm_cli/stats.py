@@ -10,6 +10,8 @@ from rich.text import Text
 
 from cachewarm_cli.output import console, print_json, printable
 
+app = typer.Typer()
+
 
 def gather(top: int = 10) -> dict[str, Any]:
     """Build the report from the live system (see :func:`cachewarm.stats.collect`)."""
@@ -45,20 +47,17 @@ def gather(top: int = 10) -> dict[str, Any]:
     return report
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``stats`` command."""
-
-    @app.command("stats")
-    def stats(
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-        top: int = typer.Option(10, "--top", min=1, max=1000, help="How many hot keys to list."),
-    ) -> None:
-        """Hit ratio (1m/5m/1h/24h), keys and memory, hot keys, last task runs, beat schedule."""
-        report = gather(top)
-        if as_json:
-            print_json(report)
-        else:
-            render(report)
+@app.command("stats")
+def stats(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    top: int = typer.Option(10, "--top", min=1, max=1000, help="How many hot keys to list."),
+) -> None:
+    """Hit ratio (1m/5m/1h/24h), keys and memory, hot keys, last task runs, beat schedule."""
+    report = gather(top)
+    if as_json:
+        print_json(report)
+    else:
+        render(report)
 
 
 def _num(value: Any, fmt: str = "{:,}") -> str:

@@ -6,30 +6,27 @@ import typer
 
 from cachewarm_cli.output import console
 
+app = typer.Typer(help="Create or delete the DynamoDB table.", no_args_is_help=True)
 
-def register(app: typer.Typer) -> None:
-    """Add the ``table`` command group."""
-    group = typer.Typer(help="Create or delete the DynamoDB table.", no_args_is_help=True)
 
-    @group.command("create")
-    def create() -> None:
-        """Create the table with GSI1 (idempotent); wait until it is ACTIVE."""
-        from cachewarm import service
-        from cachewarm.settings import get_settings
+@app.command("create")
+def create() -> None:
+    """Create the table with GSI1 (idempotent); wait until it is ACTIVE."""
+    from cachewarm import service
+    from cachewarm.settings import get_settings
 
-        settings = get_settings()
-        created = service.repository(settings).create_table(wait=True)
-        state = "created" if created else "already exists"
-        console.print(f"table {settings.table_name} {state}; ACTIVE", markup=False)
+    settings = get_settings()
+    created = service.repository(settings).create_table(wait=True)
+    state = "created" if created else "already exists"
+    console.print(f"table {settings.table_name} {state}; ACTIVE", markup=False)
 
-    @group.command("delete")
-    def delete() -> None:
-        """Delete the table."""
-        from cachewarm import service
-        from cachewarm.settings import get_settings
 
-        settings = get_settings()
-        deleted = service.repository(settings).delete_table(wait=True)
-        console.print(f"table {settings.table_name} {'deleted' if deleted else 'did not exist'}", markup=False)
+@app.command("delete")
+def delete() -> None:
+    """Delete the table."""
+    from cachewarm import service
+    from cachewarm.settings import get_settings
 
-    app.add_typer(group, name="table")
+    settings = get_settings()
+    deleted = service.repository(settings).delete_table(wait=True)
+    console.print(f"table {settings.table_name} {'deleted' if deleted else 'did not exist'}", markup=False)
