@@ -1,240 +1,91 @@
 """The one settings object. The environment is read here and nowhere else.
 
-Every field has a default and says why it is what it is. A bad value raises
-:class:`~cachewarm.errors.ConfigError` naming the variable, which the CLI and the
-Celery app turn into one line on stderr and exit code 2.
+Each setting is declared once, as a field of :class:`Settings`: its default is
+the field's default, and :func:`setting` puts the rest in the field's metadata
+(the environment variable, bounds, validator and a line of help, see
+:class:`Spec`). :meth:`Settings.from_env` reads every field by its spec;
+:data:`ENV_VARS`, :data:`SPECS`, the README check and the CDK app derive from
+the same declarations. A bad value raises :class:`~cachewarm.errors.ConfigError`
+naming the variable, which the CLI and the Celery app turn into one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 from cachewarm.errors import ConfigError
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
-#: Environment variables this project reads, by settings field. Tooling (compose
-#: checks, docs) imports this rather than repeating the names.
-ENV_VARS: dict[str, str] = {
-    "redis_url": "REDIS_URL",
-    "cache_redis_url": "CACHE_REDIS_URL",
-    "redis_hostname": "REDIS_HOSTNAME",
-    "dynamodb_endpoint": "AWS_ENDPOINT_URL_DYNAMODB",
-    "aws_region": "AWS_REGION",
-    "table_name": "TABLE_NAME",
-    "cache_ttl": "CACHE_TTL_SECONDS",
-    "cache_ttl_jitter": "CACHE_TTL_JITTER",
-    "negative_ttl": "CACHE_NEGATIVE_TTL_SECONDS",
-    "redis_timeout": "REDIS_TIMEOUT_SECONDS",
-    "cache_backoff": "CACHE_BACKOFF_SECONDS",
-    "lease_ms": "CACHE_LEASE_MS",
-    "lease_wait_ms": "CACHE_LEASE_WAIT_MS",
-    "key_prefix": "CACHE_KEY_PREFIX",
-    "hot_sample_rate": "HOT_SAMPLE_RATE",
-    "dynamodb_max_attempts": "DYNAMODB_MAX_ATTEMPTS",
-    "warm_hot_schedule": "WARM_HOT_SCHEDULE",
-    "warm_hot_top_k": "WARM_HOT_TOP_K",
-    "warm_concurrency": "WARM_CONCURRENCY",
-    "invalidate_stale_schedule": "INVALIDATE_STALE_SCHEDULE",
-    "benchmark_schedule": "BENCHMARK_SCHEDULE",
-    "benchmark_sample": "BENCHMARK_SAMPLE",
-    "load_schedule": "LOAD_SCHEDULE",
-    "load_schedule_file": "LOAD_SCHEDULE_FILE",
-    "dynamodb_timeout": "DYNAMODB_TIMEOUT_SECONDS",
-    "broker_visibility_timeout": "BROKER_VISIBILITY_TIMEOUT_SECONDS",
-    "task_ledger": "CACHEWARM_TASK_LEDGER",
-    # Flower reads these same names itself; workers/flowerconfig.py validates them here.
-    "flower_basic_auth": "FLOWER_BASIC_AUTH",
-    "flower_address": "FLOWER_ADDRESS",
-    "flower_port": "FLOWER_PORT",
-}
+#: A validator: ``check(variable, value)`` returns the value to keep or raises ConfigError naming ``variable``.
+Check = Callable[[str, str], str]
+T = TypeVar("T")
+_SPEC = "cachewarm.setting"
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Runtime configuration. Build it with :func:`get_settings` or :meth:`from_env`."""
+class Spec:
+    """How one setting is read from the environment (a field's metadata, see :func:`setting`)."""
 
-    # Broker, and the cache unless cache_redis_url is set. The local default is a
-    # conventional single-machine Redis; the local stack exports its own URL.
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    # A separate cache instance, for teams that keep the broker apart from the cache.
-    cache_redis_url: str | None = None
-    # The original demo's variable, host[:port]; used only when REDIS_URL is unset.
-    redis_hostname: str | None = None
-    # botocore's own variable; None means real AWS.
-    dynamodb_endpoint: str | None = None
-    # Region for DynamoDB; dynalite ignores it but botocore insists on one.
-    aws_region: str = "us-east-1"
-    table_name: str = "Restaurants"
-    # Summary TTL, as the original demo had (15 minutes).
-    cache_ttl: int = 900
-    # TTLs get up to this fraction added at random so keys filled together expire apart.
-    cache_ttl_jitter: float = 0.1
-    # "Not found" is cached briefly: long enough to absorb a burst, short enough
-    # that a newly loaded restaurant shows up soon.
-    negative_ttl: int = 60
-    # Socket and connect timeout for the cache's Redis. Bounds how long a read can
-    # wait before it falls back to DynamoDB.
-    redis_timeout: float = 0.5
-    # After a cache failure, skip the cache for this long instead of paying the
-    # timeout on every read (a small circuit breaker).
-    cache_backoff: float = 2.0
-    # A fill lease lives this long: longer than a slow DynamoDB read, short enough
-    # that a crashed filler does not block others for long.
-    lease_ms: int = 3000
-    # Callers that lose the lease poll for the winner's value this long, then read
-    # DynamoDB themselves without filling.
-    lease_wait_ms: int = 2000
-    # Namespace for every key we own; SCAN only ever matches below it.
-    key_prefix: str = "cw"
-    # Fraction of cache reads that also count toward hot keys and hit ratio. The
-    # count rides in the read's pipeline, so 1.0 costs no extra round trip.
-    hot_sample_rate: float = 1.0
-    # botocore "standard" retry mode attempts, for throttling and transport errors.
-    dynamodb_max_attempts: int = 6
-    # botocore connect and read timeout.
-    dynamodb_timeout: float = 5.0
-    # Redis broker: a task a worker took but never acknowledged (acks_late; the
-    # worker was killed) goes back to the queue after this many seconds. It must
-    # exceed the longest task (the 1800 s hard time limit) and any retry
-    # countdown, or a task still running is delivered twice; lower it only to get
-    # a killed worker's tasks back sooner where tasks are short (the tests).
-    broker_visibility_timeout: int = 3600
-    # Append one JSON line per task start and end (task id, name, pid) to this
-    # file, from every worker process. Off by default; the reliability tests use
-    # it to count lost and duplicated executions.
-    task_ledger: str | None = None
-    # Beat schedules: seconds between runs, a 5-field crontab ("m h dom mon dow",
-    # UTC), or "off". Warming every 3 minutes refreshes hot keys well inside the
-    # 15-minute TTL; stale checks run every minute; the benchmark once a day.
-    warm_hot_schedule: str = "180"
-    # How many of the hottest names a scheduled warm refreshes.
-    warm_hot_top_k: int = 100
-    # DynamoDB reads in flight per warm task (threads). Enough to hide the
-    # read latency; the reads are I/O-bound, so threads beat more processes.
-    warm_concurrency: int = 8
-    invalidate_stale_schedule: str = "60"
-    benchmark_schedule: str = "0 4 * * *"
-    # Restaurants sampled by the scheduled benchmark.
-    benchmark_sample: int = 50
-    # Optional scheduled reload (cachewarm.bulk_load) of a file path or s3:// URI
-    # that the workers can read; off unless both are set.
-    load_schedule: str = "off"
-    load_schedule_file: str | None = None
-    # Flower's logins, "user:password[,user2:password2]" (Flower's own format). Unset
-    # means Flower refuses to start from workers/flowerconfig.py; `cachewarm stack up`
-    # generates one. Kept out of repr() so a printed Settings never shows it.
-    flower_basic_auth: str | None = field(default=None, repr=False)
-    # Flower listens on loopback unless told otherwise: it can revoke and terminate tasks.
-    flower_address: str = "127.0.0.1"
-    flower_port: int = 5555
+    env: str  # the variable
+    help: str  # one line, for docs and tools
+    default: Any  # the field's default (the same literal, kept here for tools that read specs)
+    kind: type  # int or float: the text is parsed and bounded; str: kept as text
+    minimum: float | None = None
+    maximum: float | None = None
+    check: Check | None = None  # a named validator for what the bounds cannot say
+    # Read when ``env`` is unset (or blank), turned into this setting's value by ``from_fallback``.
+    fallback: str | None = None
+    from_fallback: Check | None = None
 
-    @property
-    def flower_logins(self) -> list[str]:
-        """Flower's ``basic_auth`` option: one ``user:password`` per login."""
-        if not self.flower_basic_auth:
-            return []
-        return [item.strip() for item in self.flower_basic_auth.split(",") if item.strip()]
-
-    @property
-    def broker_url(self) -> str:
-        """Celery's broker URL."""
-        return self.redis_url
-
-    @property
-    def cache_url(self) -> str:
-        """The Redis URL used for cached summaries."""
-        return self.cache_redis_url or self.redis_url
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``env`` (default ``os.environ``), validating every value."""
-        env = os.environ if env is None else env
-        defaults = {f.name: f.default for f in fields(cls)}
-
-        def raw(field: str) -> str | None:
-            value = env.get(ENV_VARS[field])
-            return value.strip() if value is not None and value.strip() != "" else None
-
-        hostname = raw("redis_hostname")
-        redis_url = raw("redis_url")
-        if redis_url is None and hostname is not None:
-            redis_url = _url_from_hostname(hostname)
-        redis_url = _redis_url(ENV_VARS["redis_url"], redis_url or defaults["redis_url"])
-        cache_url = raw("cache_redis_url")
-        if cache_url is not None:
-            cache_url = _redis_url(ENV_VARS["cache_redis_url"], cache_url)
-
-        endpoint = raw("dynamodb_endpoint")
-        if endpoint is not None:
-            _http_url(ENV_VARS["dynamodb_endpoint"], endpoint)
-        region = raw("aws_region") or env.get("AWS_DEFAULT_REGION", "").strip() or defaults["aws_region"]
-
-        table = raw("table_name") or defaults["table_name"]
-        _table_name(ENV_VARS["table_name"], table)
-
-        def number(field: str, kind: type, minimum: float, maximum: float | None = None):
-            value = raw(field)
-            if value is None:
-                return defaults[field]
-            return _number(ENV_VARS[field], value, kind, minimum, maximum)
-
-        def schedule(field: str) -> str:
-            value = raw(field) or defaults[field]
-            return _schedule(ENV_VARS[field], value)
-
-        prefix = raw("key_prefix") or defaults["key_prefix"]
-        if not prefix.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(ENV_VARS["key_prefix"], prefix, "use letters, digits, '-' or '_' only")
-
-        return cls(
-            redis_url=redis_url,
-            cache_redis_url=cache_url,
-            redis_hostname=hostname,
-            dynamodb_endpoint=endpoint,
-            aws_region=region,
-            table_name=table,
-            cache_ttl=number("cache_ttl", int, 1),
-            cache_ttl_jitter=number("cache_ttl_jitter", float, 0.0, 1.0),
-            negative_ttl=number("negative_ttl", int, 1),
-            redis_timeout=number("redis_timeout", float, 0.01, 60),
-            cache_backoff=number("cache_backoff", float, 0.0, 3600),
-            lease_ms=number("lease_ms", int, 10),
-            lease_wait_ms=number("lease_wait_ms", int, 0),
-            key_prefix=prefix,
-            hot_sample_rate=number("hot_sample_rate", float, 0.0, 1.0),
-            dynamodb_max_attempts=number("dynamodb_max_attempts", int, 1, 20),
-            dynamodb_timeout=number("dynamodb_timeout", float, 0.1, 300),
-            broker_visibility_timeout=number("broker_visibility_timeout", int, 1, 7 * 24 * 3600),
-            task_ledger=raw("task_ledger"),
-            warm_hot_schedule=schedule("warm_hot_schedule"),
-            warm_hot_top_k=number("warm_hot_top_k", int, 1, 100_000),
-            warm_concurrency=number("warm_concurrency", int, 1, 256),
-            invalidate_stale_schedule=schedule("invalidate_stale_schedule"),
-            benchmark_schedule=schedule("benchmark_schedule"),
-            benchmark_sample=number("benchmark_sample", int, 1, 100_000),
-            load_schedule=schedule("load_schedule"),
-            load_schedule_file=raw("load_schedule_file"),
-            flower_basic_auth=_basic_auth(ENV_VARS["flower_basic_auth"], raw("flower_basic_auth")),
-            flower_address=_address(ENV_VARS["flower_address"], raw("flower_address") or defaults["flower_address"]),
-            flower_port=number("flower_port", int, 1, 65535),
-        )
+    def read(self, lookup: Callable[[str], str | None]) -> Any:
+        """This setting's value from ``lookup(variable)`` (stripped text, None when unset), validated."""
+        value = lookup(self.env)
+        if value is None and self.fallback is not None:
+            value = lookup(self.fallback)
+            if value is not None and self.from_fallback is not None:
+                value = self.from_fallback(self.fallback, value)
+        if value is None:
+            return self.default
+        if self.kind in (int, float):
+            return _number(self.env, value, self.kind, self.minimum, self.maximum)
+        return self.check(self.env, value) if self.check is not None else value
 
 
-@functools.cache
-def get_settings() -> Settings:
-    """The process's settings, read from the environment once."""
-    return Settings.from_env()
+def setting(
+    default: T,
+    env: str,
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    check: Check | None = None,
+    fallback: str | None = None,
+    from_fallback: Check | None = None,
+    repr: bool = True,
+) -> T:
+    """A :class:`Settings` field read from ``env``; its kind (int, float or text) is its default's type."""
+    kind = type(default) if default is not None else str
+    if kind not in (int, float, str) or ((minimum is not None or maximum is not None) and kind is str):
+        raise TypeError(f"{env}: bounds need an int or float default, got {default!r}")
+    spec = Spec(env, help, default, kind, minimum, maximum, check, fallback, from_fallback)
+    return field(default=default, repr=repr, metadata={_SPEC: spec})
 
 
-def _url_from_hostname(hostname: str) -> str:
+# --- validators (named in the fields below) ----------------------------------------------------
+
+
+def _url_from_hostname(variable: str, hostname: str) -> str:
     host, _, port = hostname.partition(":")
     if not host or (port and not port.isdigit()):
-        raise ConfigError(ENV_VARS["redis_hostname"], hostname, "expected host or host:port")
+        raise ConfigError(variable, hostname, "expected host or host:port")
     return f"redis://{host}:{port or 6379}/0"
 
 
@@ -256,8 +107,6 @@ def _redis_url(variable: str, value: str) -> str:
     db = parts.path.lstrip("/")
     if parts.scheme != "unix" and db and not db.isdigit():
         raise ConfigError(variable, value, "the path must be a database number such as /0")
-    from urllib.parse import parse_qs
-
     cert_reqs = [v.lower() for v in parse_qs(parts.query).get("ssl_cert_reqs", [])]
     if parts.scheme == "rediss" and set(cert_reqs) & {"none", "cert_none", "optional", "cert_optional"}:
         # A server whose certificate we cannot verify is never used: it may be anyone.
@@ -266,7 +115,7 @@ def _redis_url(variable: str, value: str) -> str:
     return value
 
 
-def _http_url(variable: str, value: str) -> None:
+def _http_url(variable: str, value: str) -> str:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - validates the port
@@ -274,17 +123,23 @@ def _http_url(variable: str, value: str) -> None:
         raise ConfigError(variable, value, str(exc)) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(variable, value, "expected an http:// or https:// URL")
+    return value
 
 
-def _table_name(variable: str, value: str) -> None:
+def _table_name(variable: str, value: str) -> str:
     allowed = value.replace("_", "").replace("-", "").replace(".", "")
     if not 3 <= len(value) <= 255 or not allowed.isalnum() or not allowed.isascii():
         raise ConfigError(variable, value, "DynamoDB table names are 3-255 characters of a-z A-Z 0-9 _ - .")
+    return value
 
 
-def _basic_auth(variable: str, value: str | None) -> str | None:
-    if value is None:
-        return None
+def _key_prefix(variable: str, value: str) -> str:
+    if not value.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(variable, value, "use letters, digits, '-' or '_' only")
+    return value
+
+
+def _basic_auth(variable: str, value: str) -> str:
     for login in value.split(","):
         user, sep, password = login.strip().partition(":")
         if not (user and sep and password):
@@ -294,8 +149,6 @@ def _basic_auth(variable: str, value: str | None) -> str | None:
 
 
 def _address(variable: str, value: str) -> str:
-    import ipaddress
-
     try:
         ipaddress.ip_address(value)
         return value
@@ -333,12 +186,163 @@ def _schedule(variable: str, value: str) -> str:
     return value
 
 
-def _number(variable: str, value: str, kind: type, minimum: float, maximum: float | None):
+def _number(variable: str, value: str, kind: type, minimum: float | None, maximum: float | None) -> Any:
     try:
         parsed = kind(value)
     except ValueError:
         raise ConfigError(variable, value, f"expected {'an integer' if kind is int else 'a number'}") from None
-    if parsed < minimum or (maximum is not None and parsed > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+    # Written as "not within", so that NaN (which compares false to everything) is out of bounds too.
+    if (minimum is not None and not parsed >= minimum) or (maximum is not None and not parsed <= maximum):
+        if minimum is not None and maximum is not None:
+            bound = f"between {minimum} and {maximum}"
+        else:
+            bound = f"at least {minimum}" if minimum is not None else f"at most {maximum}"
         raise ConfigError(variable, value, f"must be {bound}")
     return parsed
+
+
+# --- the settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Build it with :func:`get_settings` or :meth:`from_env`."""
+
+    # Broker, and the cache unless cache_redis_url is set. The local default is a
+    # conventional single-machine Redis; the local stack exports its own URL.
+    # The original demo's REDIS_HOSTNAME (host[:port]) stands in when REDIS_URL is unset.
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0", "REDIS_URL", "broker, and the cache unless CACHE_REDIS_URL is set",
+        check=_redis_url, fallback="REDIS_HOSTNAME", from_fallback=_url_from_hostname)
+    # A separate cache instance, for teams that keep the broker apart from the cache.
+    cache_redis_url: str | None = setting(None, "CACHE_REDIS_URL", "a separate Redis for the cache",
+                                          check=_redis_url)
+    # Kept as given; redis_url reads it (and validates it) only when REDIS_URL is unset.
+    redis_hostname: str | None = setting(None, "REDIS_HOSTNAME", "the original demo's host[:port]")
+    # botocore's own variable; None means real AWS.
+    dynamodb_endpoint: str | None = setting(None, "AWS_ENDPOINT_URL_DYNAMODB", "a local DynamoDB endpoint",
+                                            check=_http_url)
+    # Region for DynamoDB; dynalite ignores it but botocore insists on one.
+    aws_region: str = setting("us-east-1", "AWS_REGION", "DynamoDB's region", fallback="AWS_DEFAULT_REGION")
+    table_name: str = setting("Restaurants", "TABLE_NAME", "the DynamoDB table", check=_table_name)
+    # Summary TTL, as the original demo had (15 minutes).
+    cache_ttl: int = setting(900, "CACHE_TTL_SECONDS", "summary TTL", minimum=1)
+    # TTLs get up to this fraction added at random so keys filled together expire apart.
+    cache_ttl_jitter: float = setting(0.1, "CACHE_TTL_JITTER", "fraction added to each TTL at random",
+                                      minimum=0.0, maximum=1.0)
+    # "Not found" is cached briefly: long enough to absorb a burst, short enough
+    # that a newly loaded restaurant shows up soon.
+    negative_ttl: int = setting(60, "CACHE_NEGATIVE_TTL_SECONDS", "TTL of a cached 'not found'", minimum=1)
+    # Socket and connect timeout for the cache's Redis. Bounds how long a read can
+    # wait before it falls back to DynamoDB.
+    redis_timeout: float = setting(0.5, "REDIS_TIMEOUT_SECONDS", "socket and connect timeout of the cache's Redis",
+                                   minimum=0.01, maximum=60)
+    # After a cache failure, skip the cache for this long instead of paying the
+    # timeout on every read (a small circuit breaker).
+    cache_backoff: float = setting(2.0, "CACHE_BACKOFF_SECONDS", "after a cache failure, skip the cache this long",
+                                   minimum=0.0, maximum=3600)
+    # A fill lease lives this long: longer than a slow DynamoDB read, short enough
+    # that a crashed filler does not block others for long.
+    lease_ms: int = setting(3000, "CACHE_LEASE_MS", "fill lease lifetime", minimum=10)
+    # Callers that lose the lease poll for the winner's value this long, then read
+    # DynamoDB themselves without filling.
+    lease_wait_ms: int = setting(2000, "CACHE_LEASE_WAIT_MS", "how long a misser waits for the lease holder",
+                                 minimum=0)
+    # Namespace for every key we own; SCAN only ever matches below it.
+    key_prefix: str = setting("cw", "CACHE_KEY_PREFIX", "key namespace", check=_key_prefix)
+    # Fraction of cache reads that also count toward hot keys and hit ratio. The
+    # count rides in the read's pipeline, so 1.0 costs no extra round trip.
+    hot_sample_rate: float = setting(1.0, "HOT_SAMPLE_RATE", "fraction of reads counted toward hot keys",
+                                     minimum=0.0, maximum=1.0)
+    # botocore "standard" retry mode attempts, for throttling and transport errors.
+    dynamodb_max_attempts: int = setting(6, "DYNAMODB_MAX_ATTEMPTS", "botocore standard-mode attempts",
+                                         minimum=1, maximum=20)
+    # botocore connect and read timeout.
+    dynamodb_timeout: float = setting(5.0, "DYNAMODB_TIMEOUT_SECONDS", "botocore connect and read timeout",
+                                      minimum=0.1, maximum=300)
+    # Redis broker: a task a worker took but never acknowledged (acks_late; the
+    # worker was killed) goes back to the queue after this many seconds. It must
+    # exceed the longest task (the 1800 s hard time limit) and any retry
+    # countdown, or a task still running is delivered twice; lower it only to get
+    # a killed worker's tasks back sooner where tasks are short (the tests).
+    broker_visibility_timeout: int = setting(
+        3600, "BROKER_VISIBILITY_TIMEOUT_SECONDS", "an unacknowledged task is redelivered after this long",
+        minimum=1, maximum=7 * 24 * 3600)
+    # Append one JSON line per task start and end (task id, name, pid) to this
+    # file, from every worker process. Off by default; the reliability tests use
+    # it to count lost and duplicated executions.
+    task_ledger: str | None = setting(None, "CACHEWARM_TASK_LEDGER", "a file of task starts and ends (tests)")
+    # Beat schedules: seconds between runs, a 5-field crontab ("m h dom mon dow",
+    # UTC), or "off". Warming every 3 minutes refreshes hot keys well inside the
+    # 15-minute TTL; stale checks run every minute; the benchmark once a day.
+    warm_hot_schedule: str = setting("180", "WARM_HOT_SCHEDULE", "when beat warms the hot keys", check=_schedule)
+    # How many of the hottest names a scheduled warm refreshes.
+    warm_hot_top_k: int = setting(100, "WARM_HOT_TOP_K", "hot names a scheduled warm refreshes",
+                                  minimum=1, maximum=100_000)
+    # DynamoDB reads in flight per warm task (threads). Enough to hide the
+    # read latency; the reads are I/O-bound, so threads beat more processes.
+    warm_concurrency: int = setting(8, "WARM_CONCURRENCY", "DynamoDB reads in flight per warm task",
+                                    minimum=1, maximum=256)
+    invalidate_stale_schedule: str = setting("60", "INVALIDATE_STALE_SCHEDULE", "when beat checks for stale values",
+                                             check=_schedule)
+    benchmark_schedule: str = setting("0 4 * * *", "BENCHMARK_SCHEDULE", "when beat runs the benchmark",
+                                      check=_schedule)
+    # Restaurants sampled by the scheduled benchmark.
+    benchmark_sample: int = setting(50, "BENCHMARK_SAMPLE", "restaurants the scheduled benchmark samples",
+                                    minimum=1, maximum=100_000)
+    # Optional scheduled reload (cachewarm.bulk_load) of a file path or s3:// URI
+    # that the workers can read; off unless both are set.
+    load_schedule: str = setting("off", "LOAD_SCHEDULE", "when beat reloads LOAD_SCHEDULE_FILE", check=_schedule)
+    load_schedule_file: str | None = setting(None, "LOAD_SCHEDULE_FILE", "a path or s3:// URI beat reloads")
+    # Flower's logins, "user:password[,user2:password2]" (Flower's own format). Unset
+    # means Flower refuses to start from workers/flowerconfig.py; `cachewarm stack up`
+    # generates one. Kept out of repr() so a printed Settings never shows it, and
+    # never echoed in an error. Flower reads these three names itself;
+    # workers/flowerconfig.py validates them here.
+    flower_basic_auth: str | None = setting(None, "FLOWER_BASIC_AUTH", "Flower's user:password logins",
+                                            check=_basic_auth, repr=False)
+    # Flower listens on loopback unless told otherwise: it can revoke and terminate tasks.
+    flower_address: str = setting("127.0.0.1", "FLOWER_ADDRESS", "Flower's listen address", check=_address)
+    flower_port: int = setting(5555, "FLOWER_PORT", "Flower's port", minimum=1, maximum=65535)
+
+    @property
+    def flower_logins(self) -> list[str]:
+        """Flower's ``basic_auth`` option: one ``user:password`` per login."""
+        if not self.flower_basic_auth:
+            return []
+        return [item.strip() for item in self.flower_basic_auth.split(",") if item.strip()]
+
+    @property
+    def broker_url(self) -> str:
+        """Celery's broker URL."""
+        return self.redis_url
+
+    @property
+    def cache_url(self) -> str:
+        """The Redis URL used for cached summaries."""
+        return self.cache_redis_url or self.redis_url
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``), validating every value."""
+        source = os.environ if env is None else env
+
+        def lookup(variable: str) -> str | None:
+            value = source.get(variable)
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        return cls(**{name: spec.read(lookup) for name, spec in SPECS.items()})
+
+
+#: Every setting's spec, by field, in declaration order.
+SPECS: dict[str, Spec] = {f.name: f.metadata[_SPEC] for f in fields(Settings)}
+
+#: Environment variables this project reads, by settings field. Tooling (compose
+#: checks, docs, the CDK app) imports this rather than repeating the names.
+ENV_VARS: dict[str, str] = {name: spec.env for name, spec in SPECS.items()}
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings.from_env()
