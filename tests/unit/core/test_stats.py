@@ -1,11 +1,9 @@
-"""cachewarm.stats, the Flower settings and workers/flowerconfig.py, without servers (fakeredis)."""
+"""cachewarm.stats and the Flower settings, without servers (fakeredis)."""
 
 from __future__ import annotations
 
 import json
-import runpy
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 
 import fakeredis
 import pytest
@@ -24,11 +22,9 @@ from cachewarm.stats import (
     summarize_result,
     window_summary,
 )
-from workers.beat_schedule import beat_schedule, describe_schedule
 
 NOW = 1_800_000_000.0  # a fixed instant, on a minute boundary plus 30 s
 KEYS = KeySchema("cw")
-FLOWERCONFIG = Path(__file__).resolve().parents[3] / "workers" / "flowerconfig.py"
 
 
 @pytest.fixture
@@ -141,56 +137,6 @@ def test_summarize_result_keeps_figures_not_bodies():
     assert len(json.dumps(summarize_result({str(i): i for i in range(1000)}))) < 400
 
 
-# -- beat schedule ---------------------------------------------------------------------
-def store_redbeat_entry(r, prefix, name, task, schedule, last_run_at, runs, due):
-    from redbeat.decoder import RedBeatJSONEncoder
-
-    key = prefix + name
-    definition = {"name": name, "task": task, "args": [], "kwargs": {}, "options": {}, "schedule": schedule,
-                  "enabled": True}
-    meta = {"last_run_at": last_run_at, **({"total_run_count": runs} if runs is not None else {})}
-    r.hset(key, mapping={"definition": json.dumps(definition, cls=RedBeatJSONEncoder),
-                         "meta": json.dumps(meta, cls=RedBeatJSONEncoder)})
-    r.zadd(f"{prefix}:schedule", {key: due})
-
-
-def test_beat_schedule_reads_redbeat_and_falls_back_to_the_config(r):
-    from celery.schedules import crontab, schedule
-
-    from workers.schedule import beat_schedule as configured
-
-    now_dt = datetime.fromtimestamp(NOW, UTC)
-    ran = now_dt - timedelta(seconds=100)
-    store_redbeat_entry(r, "cw:redbeat", "warm-hot", "cachewarm.warm_hot", schedule(timedelta(seconds=180)),
-                        ran, 4, NOW + 80)
-    store_redbeat_entry(r, "cw:redbeat", "stuck", "cachewarm.invalidate_stale", schedule(timedelta(seconds=60)),
-                        now_dt - timedelta(hours=2), 9, NOW - 3600)
-    settings = Settings.from_env({"BENCHMARK_SCHEDULE": "30 4 * * *"})
-    entries = {e["name"]: e for e in beat_schedule(r, "cw:redbeat", configured(settings), NOW)}
-
-    assert set(entries) == {"warm-hot", "stuck", "invalidate-stale", "benchmark"}
-    hot = entries["warm-hot"]
-    assert hot["source"] == "redbeat" and hot["schedule"] == "every 180s" and hot["total_run_count"] == 4
-    assert hot["last_run_at"] == ran.isoformat(timespec="seconds")
-    assert hot["next_run_at"] == datetime.fromtimestamp(NOW + 80, UTC).isoformat(timespec="seconds")
-    assert entries["stuck"]["overdue"] is True
-    bench = entries["benchmark"]
-    assert bench["source"] == "config" and bench["schedule"] == "crontab 30 4 * * * (UTC)"
-    assert bench["next_run_at"].endswith("T04:30:00+00:00")
-    assert entries["invalidate-stale"]["next_run_at"] is None
-    assert entries["invalidate-stale"]["note"] == "60s after beat starts, then every 60s"
-    assert describe_schedule(crontab(minute="*/5")) == "crontab */5 * * * * (UTC)"
-
-
-def test_a_stored_entry_that_never_ran_has_no_last_run(r):
-    from celery.schedules import schedule
-
-    store_redbeat_entry(r, "p", "x", "cachewarm.warm_hot", schedule(timedelta(seconds=60)),
-                        datetime.fromtimestamp(NOW, UTC), None, NOW + 60)
-    [entry] = beat_schedule(r, "p", {}, NOW)
-    assert entry["last_run_at"] is None and entry["total_run_count"] == 0
-
-
 # -- the whole report --------------------------------------------------------------------
 def test_collect_reports_a_failing_section_instead_of_raising(r):
     put_bucket(r, 0, reads=4, misses=1)
@@ -260,51 +206,3 @@ def test_bad_flower_values_name_the_variable(var, value):
     assert info.value.variable == var and str(info.value).startswith(f"{var}=")
     if var == "FLOWER_BASIC_AUTH":
         assert "secret" not in str(info.value)
-
-
-@pytest.fixture
-def flower_options():
-    import flower.options  # noqa: F401 - defines Flower's tornado options, as `celery flower` does
-
-    from cachewarm import service
-
-    service.reset()
-    yield
-    service.reset()
-
-
-def test_flowerconfig_reads_the_settings(monkeypatch, flower_options):
-    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:pw")
-    monkeypatch.delenv("FLOWER_ADDRESS", raising=False)
-    monkeypatch.setenv("FLOWER_PORT", "6000")
-    conf = runpy.run_path(str(FLOWERCONFIG))
-    assert (conf["address"], conf["port"], conf["basic_auth"]) == ("127.0.0.1", 6000, ["ops:pw"])
-    assert "args" in conf["tasks_columns"].split(",") and callable(conf["format_task"])
-
-
-def test_flowerconfig_refuses_to_run_without_authentication(monkeypatch, flower_options, capsys):
-    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
-    with pytest.raises(SystemExit) as info:
-        runpy.run_path(str(FLOWERCONFIG))
-    assert info.value.code == 2
-    assert "FLOWER_BASIC_AUTH is not set" in capsys.readouterr().err
-
-
-def test_flowerconfig_shows_progress_of_running_tasks(monkeypatch, flower_options):
-    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:pw")
-    format_task = runpy.run_path(str(FLOWERCONFIG))["format_task"]
-
-    class Result:
-        state, info = "PROGRESS", {"done": 30, "total": 120}
-
-    import workers
-
-    monkeypatch.setattr(workers.app, "AsyncResult", lambda task_id: Result())
-
-    class Task:
-        uuid, state, result = "t1", "STARTED", None
-
-    assert format_task(Task()).result == "progress 30/120 (25%)"
-    done = Task()
-    done.state, done.result = "SUCCESS", "{'ok': 1}"
-    assert format_task(done).result == "{'ok': 1}"
