@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from cachewarm_cli.output import console, err_console, print_json
+from cachewarm_cli.output import console, err_console, print_json, usage_error
 from loaders.pipeline import DEFAULT_THREADS, DEFAULT_WORKERS
 
 #: ``workers.fanout.CHUNK_LINES``, written out: importing ``workers`` here would
@@ -53,7 +53,7 @@ def load(
     settings = get_settings()
     if run_async or wait:
         if resume or workers or checkpoint:
-            _usage("--resume, --workers and --checkpoint apply to local loads; a Celery load spreads over the "
+            usage_error("--resume, --workers and --checkpoint apply to local loads; a Celery load spreads over the "
                    "workers' processes and resumes by itself when a worker is lost")
         result = _enqueue(file, settings, rejects=rejects, create_table=create_table, threads=threads,
                           chunk_lines=chunk_lines)
@@ -66,7 +66,7 @@ def load(
         report = _follow(result)
     else:
         if chunk_lines:
-            _usage("--chunk-lines applies to --async loads")
+            usage_error("--chunk-lines applies to --async loads")
         report = _load_here(file, settings, create_table=create_table, workers=workers, threads=threads,
                             resume=resume, rejects=rejects, checkpoint=checkpoint)
     _summarize(report, settings, as_json=as_json)
@@ -95,11 +95,6 @@ def generate(
     if output != "-":
         console.print(f"wrote {lines:,} lines ({restaurants:,} restaurants) to {output} with seed {seed} in "
                       f"{time.perf_counter() - started:.1f}s", markup=False)
-
-
-def _usage(message: str) -> None:
-    err_console.print(f"error: {message}", markup=False)
-    raise typer.Exit(2)
 
 
 # -- local load --------------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
+import typer
 from rich.console import Console
 
 #: Control characters (C0, DEL, C1) and bidirectional overrides, shown as escapes instead.
@@ -31,3 +32,9 @@ def printable(text: object) -> str:
     ``--json`` output keeps names exact.
     """
     return str(text).translate(_UNPRINTABLE)
+
+
+def usage_error(message: str) -> NoReturn:
+    """Bad usage: ``error: <message>`` in one line on stderr, exit code 2."""
+    err_console.print(f"error: {message}", markup=False)
+    raise typer.Exit(2)

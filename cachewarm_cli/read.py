@@ -6,7 +6,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cachewarm_cli.output import console, err_console, print_json
+from cachewarm_cli.output import console, err_console, print_json, usage_error
 
 app = typer.Typer()
 
@@ -20,6 +20,8 @@ def get(
     from cachewarm.service import fetch_restaurant_summary
     from cachewarm.settings import get_settings
 
+    if not name:
+        usage_error("NAME must be a restaurant name, not empty")
     result = fetch_restaurant_summary(name, get_settings())
     if as_json:
         print_json(result.to_dict())

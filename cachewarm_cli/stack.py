@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from cachewarm.masking import mask_url
-from cachewarm_cli.output import console, err_console
+from cachewarm_cli.output import console, usage_error
 
 #: The login `stack up` generates for Flower when FLOWER_BASIC_AUTH is not set.
 GENERATED_FLOWER_USER = "admin"
@@ -41,8 +41,7 @@ def up(
     from devstack.localstack import LocalStack
 
     if not procfile.exists():
-        err_console.print(f"error: {procfile} not found", markup=False)
-        raise typer.Exit(2)
+        usage_error(f"{procfile} not found")
     processes = parse_procfile(procfile.read_text()).processes
     stack = LocalStack.start()
     try:
@@ -75,8 +74,7 @@ def run(ctx: typer.Context) -> None:
     from devstack.localstack import LocalStack
 
     if not ctx.args:
-        err_console.print("error: give a command to run after --", markup=False)
-        raise typer.Exit(2)
+        usage_error("give a command to run after --")
     stack = LocalStack.start()
     try:
         code = subprocess.call(ctx.args, env=stack_environ(stack.env))

@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from cachewarm_cli.output import console, err_console, print_json, printable
+from cachewarm_cli.output import console, print_json, printable, usage_error
 
 #: Names per ``cachewarm.warm_names`` task (the tasks take names in bounded chunks).
 CHUNK = 100
@@ -28,8 +28,7 @@ def warm(
     from cachewarm.settings import get_settings
 
     if bool(names) == bool(top):
-        err_console.print("error: give names, or --top K (one of the two)", markup=False)
-        raise typer.Exit(2)
+        usage_error("give names, or --top K (one of the two)")
     settings = get_settings()
     if top:
         names = [name for name, _ in service.engine(settings).hot.top(top, time.time())]

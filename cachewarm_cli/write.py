@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cachewarm_cli.output import console, err_console, print_json
+from cachewarm_cli.output import console, err_console, print_json, usage_error
 
 app = typer.Typer()
 review = typer.Typer(help="Write reviews.", no_args_is_help=True)
@@ -53,8 +53,7 @@ def invalidate(
 
     chosen = sum([bool(names), stale, all_])
     if chosen != 1:
-        err_console.print("error: give names, or --stale, or --all (exactly one)", markup=False)
-        raise typer.Exit(2)
+        usage_error("give names, or --stale, or --all (exactly one)")
     settings = get_settings()
     engine = service.engine(settings)
     if names:
