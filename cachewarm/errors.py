@@ -15,6 +15,17 @@ class CachewarmError(Exception):
     #: Process exit code the CLI uses for this error.
     exit_code = 1
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled (to cross from a loader's writer process) as message and attributes, never by
+        # calling a subclass's __init__ again: its arguments differ from ``args`` (TableNotFoundError, ConfigError).
+        return _restore, (type(self), self.args), self.__dict__ or None
+
+
+def _restore(cls: type[CachewarmError], args: tuple[object, ...]) -> CachewarmError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
+
 
 class ConfigError(CachewarmError):
     """A setting has a bad value. The message names the variable."""
