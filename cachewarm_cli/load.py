@@ -41,7 +41,7 @@ def load(
         None, "--checkpoint", help="Checkpoint file (default ./<FILE name>.checkpoint; deleted when done).",
     ),
     run_async: bool = typer.Option(False, "--async", help="Enqueue cachewarm.bulk_load; print the task id."),
-    wait: bool = typer.Option(False, "--wait", help="With --async: follow the task with a progress bar."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the Celery load with a progress bar (implies --async)."),
     chunk_lines: int | None = typer.Option(
         None, "--chunk-lines", min=1, help=f"With --async: lines per load_chunk task (default {CHUNK_LINES_DEFAULT}).",
     ),

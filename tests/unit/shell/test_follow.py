@@ -103,7 +103,9 @@ def test_follow_raises_task_failed_with_the_workers_exception(backend_app):
 # -- the commands -------------------------------------------------------------------------------
 
 
-def test_load_async_wait_follows_progress_and_prints_the_merged_report(runner, backend_app, monkeypatch, tmp_path):
+@pytest.mark.parametrize("flags", [["--async", "--wait"], ["--wait"]])
+def test_load_async_wait_follows_progress_and_prints_the_merged_report(runner, backend_app, monkeypatch, tmp_path,
+                                                                        flags):
     from cachewarm_cli import load
 
     result = pending(backend_app)
@@ -112,7 +114,7 @@ def test_load_async_wait_follows_progress_and_prints_the_merged_report(runner, b
     report = LoadReport(source=str(tmp_path / "items.jsonl"), lines=4, written=4, seconds=2.0)
     play(backend_app, result.id, [(0.2, "PROGRESS", {"done": 2, "total": 4}),
                                   (0.2, "PROGRESS", {"done": 4, "total": 4}), (0.2, "SUCCESS", report.to_dict())])
-    out = runner.invoke(cachewarm_cli.app, ["load", "items.jsonl", "--async", "--wait"])
+    out = runner.invoke(cachewarm_cli.app, ["load", "items.jsonl", *flags])
     assert out.exit_code == 0, out.output
     assert out.stdout.startswith(f"loaded {report.source}: 4 lines, 4 written, 0 rejected in 2.0s")
     lines = out.stderr.splitlines()
