@@ -26,8 +26,10 @@ class Backoff:
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
-        return rand() * min(self.cap, self.base * (2 ** attempt))
+        return rand() * self.ceiling(attempt)
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait before retry ``attempt`` (the jitter's upper bound)."""
-        return min(self.cap, self.base * (2 ** attempt))
+        # 2.0**attempt overflows a float past 1023; long before that the cap is what counts
+        # (a lease waiter, bounded by time rather than retries, can poll thousands of times).
+        return min(self.cap, self.base * 2.0 ** min(attempt, 1000))

@@ -25,18 +25,32 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from cachewarm.backoff import Backoff
 from cachewarm.errors import TransportError
 from cachewarm.hotkeys import HotKeys
 from cachewarm.keys import KeySchema
 from cachewarm.metrics import RETENTION_SECONDS, Metrics
 from cachewarm.model import Summary
-from cachewarm.repository import RestaurantRepository
 from cachewarm.scripts import ACQUIRE, FILL, INVALIDATE, WARM
 from cachewarm.settings import Settings
 
+if TYPE_CHECKING:
+    import redis
+
 log = logging.getLogger(__name__)
+
+
+class SummarySource(Protocol):
+    """Where a miss reads from: :class:`~cachewarm.repository.RestaurantRepository`, or a test's stand-in."""
+
+    def get_summary(self, name: str) -> Summary | None:
+        """The restaurant's summary, or None when it does not exist."""
+
+#: A lease waiter's polls: waits of at most 2, 4, 8, 16, then 25 ms, until ``lease_wait_ms`` has passed
+#: (the deadline, not ``retries``, ends the wait). A fill takes one DynamoDB query, a few ms.
+LEASE_POLL = Backoff(retries=0, base=0.001, cap=0.025)
 
 
 class _NoValue:
@@ -124,8 +138,8 @@ class CacheAside:
 
     def __init__(
         self,
-        redis_client: Any,
-        repository: RestaurantRepository,
+        redis_client: redis.Redis,
+        repository: SummarySource,
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,
@@ -265,7 +279,7 @@ class CacheAside:
         return NO_VALUE if raw is None else CacheEntry.decode(raw)
 
     # -- internals -------------------------------------------------------------
-    def _get_and_track(self, key: str, name: str) -> bytes | None:
+    def _get_and_track(self, key: str, name: str) -> bytes | str | None:
         counts = self.hot.note(name)
         if counts is None:
             return self.redis.get(key)
@@ -284,8 +298,7 @@ class CacheAside:
     def _miss(self, name: str, start: float) -> FetchResult:
         deadline = start + self.settings.lease_wait_ms / 1000.0
         token = secrets.token_hex(8)
-        pause = 0.002
-        waited = False
+        polls = 0
         while True:
             got = self._acquire(
                 keys=[self.keys.summary(name), self.keys.lease(name), self.metrics.bucket_key(time.time())],
@@ -293,18 +306,19 @@ class CacheAside:
             )
             if got[0] == 1:
                 entry = CacheEntry.decode(got[1])
-                return self._result(name, entry.summary, "cache", start, WAITED if waited else HIT)
+                return self._result(name, entry.summary, "cache", start, WAITED if polls else HIT)
             if got[0] == 2:
                 return self._fill_with_lease(name, token, start, MISS)
             # Another caller is filling: wait for its value rather than read DynamoDB too.
-            if not waited:
+            if not polls:
                 self.metrics.incr("waits")
-            waited = True
-            if time.perf_counter() >= deadline:
+            polls += 1
+            now = time.perf_counter()
+            if now >= deadline:
                 self.metrics.incr("wait_timeouts")
                 return self._from_db(name, start, WAITED)
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.025)
+            # Jittered, so that the waiters of one hot key do not poll in step; never past the deadline.
+            time.sleep(min(LEASE_POLL.delay(polls, random.random), deadline - now))
 
     def _refresh_early(self, name: str, start: float) -> FetchResult | None:
         token = secrets.token_hex(8)
@@ -351,7 +365,7 @@ class CacheAside:
     def _from_db(self, name: str, start: float, status: str) -> FetchResult:
         return self._result(name, self.repo.get_summary(name), "db", start, status)
 
-    def _result(self, name: str, summary: Summary | None, source: str, start: float, status: str):
+    def _result(self, name: str, summary: Summary | None, source: str, start: float, status: str) -> FetchResult:
         return FetchResult(
             name=name,
             summary=summary,

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cachewarm.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import redis
+    from mypy_boto3_dynamodb import DynamoDBClient
 
+T = TypeVar("T")
 _lock = threading.Lock()
-_clients: dict[tuple[Any, ...], Any] = {}
+# Keyed by (pid, kind, ...): each entry is the client that key's builder made.
+_clients: dict[tuple[object, ...], object] = {}
 
 #: Credentials handed to a local DynamoDB stand-in (dynalite checks their shape only).
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
-def _cached(key: tuple[Any, ...], build):
+def _cached(key: tuple[object, ...], build: Callable[[], T]) -> T:
     full_key = (os.getpid(), *key)
     client = _clients.get(full_key)
     if client is None:
@@ -30,10 +34,10 @@ def _cached(key: tuple[Any, ...], build):
             client = _clients.get(full_key)
             if client is None:
                 client = _clients[full_key] = build()
-    return client
+    return cast(T, client)
 
 
-def dynamodb_client(settings: Settings | None = None, *, validate_parameters: bool = True):
+def dynamodb_client(settings: Settings | None = None, *, validate_parameters: bool = True) -> DynamoDBClient:
     """A low-level boto3 DynamoDB client for this process.
 
     Retries use botocore's ``standard`` mode: exponential backoff with jitter, a
@@ -44,7 +48,7 @@ def dynamodb_client(settings: Settings | None = None, *, validate_parameters: bo
     """
     settings = settings or get_settings()
 
-    def build():
+    def build() -> DynamoDBClient:
         import boto3
         from botocore.config import Config
 
@@ -79,7 +83,7 @@ def redis_client(url: str, *, timeout: float, retries: int = 1) -> redis.Redis:
     it (four timeouts with one retry), where failing open after one is the point.
     """
 
-    def build():
+    def build() -> redis.Redis:
         import redis
         from redis.backoff import ExponentialWithJitterBackoff
         from redis.exceptions import ConnectionError

@@ -8,7 +8,10 @@ and the beat schedule; ``noeviction`` makes writes fail when memory is full
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis
 
 RECOMMENDED = "volatile-lfu"
 
@@ -24,7 +27,7 @@ def eviction_warning(policy: str | None) -> str | None:
     return None
 
 
-def read_policy(client: Any) -> str | None:
+def read_policy(client: redis.Redis) -> str | None:
     """The server's maxmemory-policy, or None when CONFIG GET is not allowed."""
     from redis.exceptions import ResponseError
 

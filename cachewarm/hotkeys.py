@@ -20,9 +20,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cachewarm.keys import KeySchema
+
+if TYPE_CHECKING:
+    import redis
+    from redis.client import Pipeline
 
 
 class HotKeys:
@@ -30,7 +34,7 @@ class HotKeys:
 
     def __init__(
         self,
-        redis_client: Any,
+        redis_client: redis.Redis,
         keys: KeySchema,
         *,
         sample_rate: float = 1.0,
@@ -87,7 +91,7 @@ class HotKeys:
         """The bucket number for a time."""
         return int(now // self.bucket_seconds)
 
-    def record(self, pipe: Any, counts: Counter[str], now: float) -> None:
+    def record(self, pipe: Pipeline, counts: Counter[str], now: float) -> None:
         """Queue the flush of ``counts`` on ``pipe``; the caller executes it."""
         key = self.keys.hot_bucket(self.bucket(now))
         for name, count in counts.items():

@@ -9,9 +9,13 @@ misses, fills and refusals are counted inside the Lua scripts that decide them
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cachewarm.keys import KeySchema
+
+if TYPE_CHECKING:
+    import redis
+    from redis.client import Pipeline
 
 BUCKET_SECONDS = 60
 RETENTION_SECONDS = 25 * 3600
@@ -21,7 +25,7 @@ RETENTION_SECONDS = 25 * 3600
 class Metrics:
     """Increment and read the cache's counters."""
 
-    def __init__(self, redis_client: Any, keys: KeySchema):
+    def __init__(self, redis_client: redis.Redis, keys: KeySchema):
         self.redis = redis_client
         self.keys = keys
 
@@ -29,7 +33,7 @@ class Metrics:
         """Hash of counters for the minute containing ``now``."""
         return self.keys.stats(f"m:{int(now // BUCKET_SECONDS)}")
 
-    def record_reads(self, pipe: Any, reads: int, now: float) -> None:
+    def record_reads(self, pipe: Pipeline, reads: int, now: float) -> None:
         """Queue the flush of tallied reads on a read's pipeline."""
         key = self.bucket_key(now)
         pipe.hincrby(key, "reads", reads)
@@ -50,7 +54,7 @@ class Metrics:
         except RedisError:
             pass
 
-    def queue_incr(self, pipe: Any, amounts: dict[str, int]) -> None:
+    def queue_incr(self, pipe: Pipeline, amounts: dict[str, int]) -> None:
         """Queue counter increments on a caller's pipeline (no round trip of their own)."""
         key = self.bucket_key(time.time())
         for field, amount in amounts.items():

@@ -17,9 +17,11 @@ is the fewest requests this layout allows.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
+from cachewarm.backoff import Backoff
 from cachewarm.errors import (
     PermanentError,
     TableNotFoundError,
@@ -37,8 +39,22 @@ from cachewarm.model import (
     restaurant_pk,
     strip_keys,
 )
+from cachewarm.schema import GSI1, create_table_request
 
-GSI_NAME = "GSI1"
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        KeysAndAttributesUnionTypeDef,
+        PutTypeDef,
+        TableDescriptionTypeDef,
+        UpdateTypeDef,
+    )
+
+#: The index a summary is read from (cachewarm.schema declares it).
+GSI_NAME = GSI1.name
+#: Rounds of BatchGetItem ``UnprocessedKeys``: 10 attempts, waits of at most 0.05, 0.1, ... 1 s.
+UNPROCESSED_BACKOFF = Backoff(retries=9, base=0.025, cap=1.0)
 
 _THROTTLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -48,32 +64,6 @@ _THROTTLE_CODES = {
     "ServiceUnavailable",
     "TransactionInProgressException",
 }
-
-
-def table_definition(table_name: str) -> dict[str, Any]:
-    """CreateTable arguments for the single-table design (on-demand billing)."""
-    string = "S"
-    return {
-        "TableName": table_name,
-        "AttributeDefinitions": [
-            {"AttributeName": name, "AttributeType": string} for name in ("PK", "SK", "GSI1PK", "GSI1SK")
-        ],
-        "KeySchema": [
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": GSI_NAME,
-                "KeySchema": [
-                    {"AttributeName": "GSI1PK", "KeyType": "HASH"},
-                    {"AttributeName": "GSI1SK", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
 
 
 @contextlib.contextmanager
@@ -108,7 +98,7 @@ def translate_errors(table_name: str) -> Iterator[None]:
 class RestaurantRepository:
     """Reads and writes the ``Restaurants`` single table through a low-level client."""
 
-    def __init__(self, client: Any, table_name: str):
+    def __init__(self, client: DynamoDBClient, table_name: str):
         self.client = client
         self.table_name = table_name
         # False once the endpoint said it has no TransactWriteItems (dynalite).
@@ -123,7 +113,7 @@ class RestaurantRepository:
         created = True
         with translate_errors(self.table_name):
             try:
-                self.client.create_table(**table_definition(self.table_name))
+                self.client.create_table(**create_table_request(self.table_name))
             except self.client.exceptions.ResourceInUseException:
                 created = False
             if wait:
@@ -145,7 +135,7 @@ class RestaurantRepository:
                 )
         return True
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> TableDescriptionTypeDef:
         """DescribeTable's ``Table`` (raises TableNotFoundError)."""
         with translate_errors(self.table_name):
             return self.client.describe_table(TableName=self.table_name)["Table"]
@@ -193,27 +183,27 @@ class RestaurantRepository:
         Strongly consistent reads of the base table: this is the source of truth
         an invalidation compares against.
         """
-        import time
-
         versions: dict[str, int | None] = dict.fromkeys(names)
-        pending = [
+        pending: list[dict[str, AttributeValueTypeDef]] = [
             {"PK": {"S": restaurant_pk(n)}, "SK": {"S": restaurant_pk(n)}} for n in dict.fromkeys(names)
         ]
         with translate_errors(self.table_name):
             for start in range(0, len(pending), 100):
-                request = {self.table_name: {"Keys": pending[start:start + 100], "ConsistentRead": True,
-                                             "ProjectionExpression": "PK, version"}}
-                for attempt in range(10):
+                request: Mapping[str, KeysAndAttributesUnionTypeDef] = {
+                    self.table_name: {"Keys": pending[start:start + 100], "ConsistentRead": True,
+                                      "ProjectionExpression": "PK, version"}}
+                attempt = 0
+                while request:
+                    if attempt > UNPROCESSED_BACKOFF.retries:
+                        raise ThrottledError(f"DynamoDB left keys unprocessed after {attempt} attempts")
+                    if attempt:
+                        time.sleep(UNPROCESSED_BACKOFF.delay(attempt))
                     page = self.client.batch_get_item(RequestItems=request)
                     for item in page.get("Responses", {}).get(self.table_name, []):
                         name = item["PK"]["S"][len(RESTAURANT_PREFIX):]
                         versions[name] = int(item.get("version", {}).get("N", "0"))
                     request = page.get("UnprocessedKeys") or {}
-                    if not request:
-                        break
-                    time.sleep(min(1.0, 0.05 * 2**attempt))
-                else:
-                    raise ThrottledError("DynamoDB left keys unprocessed after 10 attempts")
+                    attempt += 1
         return versions
 
     # -- writes ------------------------------------------------------------
@@ -238,7 +228,7 @@ class RestaurantRepository:
             "id": review_id, "restaurant": restaurant, "username": username, "rating": rating,
             "review": text, "created_at": created_at,
         }
-        put = {
+        put: PutTypeDef = {
             "TableName": self.table_name,
             "Item": {k: serialize(v) for k, v in review.items()},
             "ConditionExpression": "attribute_not_exists(PK)",
@@ -278,10 +268,10 @@ class RestaurantRepository:
             raise PermanentError(f"restaurant {restaurant!r} does not exist")
         return int(item["version"]["N"]) if "version" in item else None
 
-    def _bump(self, restaurant: str, rating: int, version: int | None) -> dict[str, Any]:
+    def _bump(self, restaurant: str, rating: int, version: int | None) -> UpdateTypeDef:
         """UpdateItem arguments: +1 star of ``rating`` and version+1, if the version is still ``version``."""
         pk = restaurant_pk(restaurant)
-        values = {":one": {"N": "1"}, ":new": {"N": str((version or 0) + 1)}}
+        values: dict[str, AttributeValueTypeDef] = {":one": {"N": "1"}, ":new": {"N": str((version or 0) + 1)}}
         if version is None:
             condition = "attribute_exists(PK) AND attribute_not_exists(version)"
         else:
@@ -295,7 +285,7 @@ class RestaurantRepository:
             "ExpressionAttributeValues": values,
         }
 
-    def _write_without_transaction(self, restaurant: str, put: dict, rating: int, duplicate: Exception) -> int:
+    def _write_without_transaction(self, restaurant: str, put: PutTypeDef, rating: int, duplicate: Exception) -> int:
         """Emulate the transaction on a server without TransactWriteItems (dynalite).
 
         The conditional review put goes first, so a duplicate review changes

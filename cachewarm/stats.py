@@ -27,13 +27,17 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachewarm.eviction import eviction_warning, read_policy
 from cachewarm.hotkeys import HotKeys
 from cachewarm.keys import KeySchema
 from cachewarm.masking import mask_text
 from cachewarm.metrics import Metrics
+
+if TYPE_CHECKING:
+    import redis
+    from redis.typing import EncodableT, FieldT
 
 #: Hit-ratio windows, label -> seconds. 24h fits the counters' 25-hour retention.
 WINDOWS: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "24h": 86400}
@@ -93,12 +97,12 @@ def hit_ratios(metrics: Metrics, now: float, windows: Mapping[str, int] = WINDOW
 
 
 # -- keys, memory, evictions --------------------------------------------------------
-def count_keys(client: Any, pattern: str, count: int = SCAN_COUNT) -> int:
+def count_keys(client: redis.Redis, pattern: str, count: int = SCAN_COUNT) -> int:
     """How many keys match ``pattern``, by SCAN (O(keyspace) but never blocking)."""
     return sum(1 for _ in client.scan_iter(match=pattern, count=count))
 
 
-def _info(client: Any, section: str) -> dict[str, Any] | None:
+def _info(client: redis.Redis, section: str) -> dict[str, Any] | None:
     from redis.exceptions import ResponseError
 
     try:
@@ -107,7 +111,7 @@ def _info(client: Any, section: str) -> dict[str, Any] | None:
         return None
 
 
-def memory(client: Any) -> dict[str, Any]:
+def memory(client: redis.Redis) -> dict[str, Any]:
     """Memory, limit, eviction policy and evictions; ``None`` where the server refuses to say."""
     mem = _info(client, "memory") or {}
     stats = _info(client, "stats") or {}
@@ -157,7 +161,7 @@ def describe_error(exc: BaseException) -> str:
 class TaskRuns:
     """Each task's last run, kept in Redis for ``cachewarm stats``."""
 
-    def __init__(self, redis_client: Any, keys: KeySchema, ttl: int = TASK_RUN_TTL):
+    def __init__(self, redis_client: redis.Redis, keys: KeySchema, ttl: int = TASK_RUN_TTL):
         self.redis = redis_client
         self.keys = keys
         self.ttl = ttl
@@ -177,7 +181,7 @@ class TaskRuns:
     ) -> None:
         """Store one finished run (one round trip); both keys get the TTL again."""
         now = time.time() if now is None else now
-        fields: dict[str, Any] = {
+        fields: dict[FieldT, EncodableT] = {
             "task": task,
             "task_id": task_id,
             "state": state,
@@ -235,7 +239,7 @@ class TaskRuns:
 
 # -- everything ----------------------------------------------------------------------
 def collect(
-    cache: Any,
+    cache: redis.Redis,
     keys: KeySchema,
     *,
     schedule: Callable[[float], list[dict[str, Any]]] | None = None,
@@ -243,7 +247,7 @@ def collect(
     task_names: Iterable[str] = (),
     top: int = 10,
     now: float | None = None,
-    hot_factory: Callable[[Any, KeySchema], HotKeys] = HotKeys,
+    hot_factory: Callable[[redis.Redis, KeySchema], HotKeys] = HotKeys,
 ) -> dict[str, Any]:
     """The whole report, JSON-ready. A section that fails is named in ``errors``, not raised.
 
