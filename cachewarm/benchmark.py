@@ -13,7 +13,6 @@ import platform
 import random
 import secrets
 import socket
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,6 +24,7 @@ from cachewarm.cache import CacheAside
 from cachewarm.errors import PermanentError
 from cachewarm.masking import mask_url
 from cachewarm.model import RESTAURANT_PREFIX
+from cachewarm.percentiles import describe
 from cachewarm.repository import RestaurantRepository, translate_errors
 from cachewarm.settings import Settings
 
@@ -66,18 +66,6 @@ def sample_restaurants(repo: RestaurantRepository, n: int, *, rng: random.Random
                 break
     candidates = sorted(set(candidates))
     return rng.sample(candidates, min(n, len(candidates)))
-
-
-def describe(values: list[float]) -> dict[str, float]:
-    """p50/p90/p99/mean/max (linear interpolation between closest ranks)."""
-    if not values:
-        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "mean": 0.0, "max": 0.0, "n": 0}
-    ordered = sorted(values)
-    cuts = [ordered[0]] * 99 if len(ordered) == 1 else statistics.quantiles(ordered, n=100, method="inclusive")
-    return {
-        "p50": round(cuts[49], 4), "p90": round(cuts[89], 4), "p99": round(cuts[98], 4),
-        "mean": round(statistics.fmean(ordered), 4), "max": round(ordered[-1], 4), "n": len(ordered),
-    }
 
 
 def code_version() -> str:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from cachewarm import schema
+
 #: How many reviews a summary carries.
 RECENT_REVIEWS = 5
 
@@ -16,8 +18,8 @@ REVIEW_PREFIX = "#REVIEW#"
 USER_PREFIX = "USER#"
 #: The restaurant attribute counting each rating.
 STAR_ATTRIBUTES = {5: "five_stars", 4: "four_stars", 3: "three_stars", 2: "two_stars", 1: "one_stars"}
-#: Key attributes, which the summary drops (they are storage detail, not data).
-KEY_ATTRIBUTES = ("PK", "SK", "GSI1PK", "GSI1SK")
+#: Key attributes (cachewarm.schema's), which the summary drops: they are storage detail, not data.
+KEY_ATTRIBUTES = schema.KEY_ATTRIBUTES
 
 
 def restaurant_pk(name: str) -> str:
