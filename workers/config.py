@@ -22,6 +22,7 @@ ROUTES = {
     "cachewarm.invalidate_stale": "maintenance",
     "cachewarm.bulk_load": "load",
     "cachewarm.load_chunk": "load",
+    "cachewarm.merge_load": "load",  # the chord callback of a bulk load (workers/fanout.py)
     "cachewarm.run_benchmark": "bench",
 }
 

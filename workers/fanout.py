@@ -1,28 +1,45 @@
-"""Fan a load out over Celery workers, without Celery: plan, share, track, merge.
+"""Fan a load out over Celery workers as a canvas: plan, chunks, one callback that merges.
 
-``cachewarm.bulk_load`` (the coordinator) scans the input once and cuts it into
-line-aligned byte ranges of about :data:`CHUNK_LINES` lines; each range becomes a
-``cachewarm.load_chunk`` task carrying only ``(path, start, end, first_line)``,
-never items. Shared state lives in Redis under ``<prefix>:v1:load:<load_id>``
-(the coordinator's task id), every key with a TTL:
+``cachewarm.bulk_load`` checks the table (or creates it), scans the input once
+into line-aligned byte ranges of about :data:`CHUNK_LINES` lines
+(:func:`make_plan`), and replaces itself with a chord:
 
-* the plan, written once (a redelivered coordinator finds and reuses it);
-* per chunk: lines done so far, and its result once finished;
-* per chunk, a claim ``SET NX PX`` with a token: the executing task's id, so a
-  task redelivered after its worker died takes its own chunk straight back.
+* header: one ``cachewarm.load_chunk`` per range, carrying only
+  ``(load_id, index, path, start, end, first_line)``, its rejects part file and
+  the thread count, never items (:func:`run_chunk` loads it);
+* body: ``cachewarm.merge_load``, which gets the chunks' results in chunk order
+  and folds them into one load report, and the parts into one rejects file in
+  line order (:func:`merge`).
 
-The coordinator does not sit idle waiting (which would deadlock a worker with
-one process): between polls it claims a chunk no one has started, newest
-first, and loads it itself. A chunk whose executor died loses its claim after
-:data:`CLAIM_MS` and is picked up again. Chunks are idempotent (puts by key),
-so a chunk loaded twice costs time, never correctness. The coordinator reports
-``{"done", "total"}`` lines as task state until every chunk is finished, then
-merges the chunks' rejects files into one, in line order.
+``Task.replace`` gives the body the bulk load's task id, so the one id that
+``cachewarm load --async`` prints ends with the merged report. No task waits on
+another: the chord is counted by the Redis result backend as chunks finish.
+
+Progress: every chunk adds its lines to one small hash per load
+(:class:`LoadProgress`, ``<prefix>:v1:load:<load_id>``, with a TTL) and stores
+the sum as task state ``PROGRESS`` with meta ``{"done", "total", "chunks",
+"chunks_done", "load_id"}`` on the bulk load's id, at most every
+:data:`PROGRESS_SECONDS` per chunk. Followers (``load --wait``, Flower) read
+that one id. Celery's Redis backend never overwrites a SUCCESS, so a late chunk
+cannot turn the final report back into progress.
+
+What a redelivered or duplicated chunk costs (Celery 5.7, Redis result backend):
+chunks are idempotent (puts by key, the rejects part rewritten), ``acks_late``
+with ``reject_on_worker_lost``. A chunk whose worker died runs again from its
+first line: the time to rewrite up to one chunk, and progress counts only lines
+beyond the best earlier run. The chord counter does not move twice: the backend
+counts each ``(task id, group index)`` once (chunk ids are
+``<load_id>-chunk-<index>``), and after the callback is sent it keeps a done
+marker for at least 5 minutes that makes late copies a no-op. A copy arriving
+later still rewrites its items (same values) and its result key; it never sends
+the callback again. A bulk load redelivered before it replaced itself (killed
+while scanning) simply plans again; killed in the instant after sending the
+chord and before its ack, it sends a second chord under a new group id: the
+whole load runs twice, and the second merged report overwrites the first.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -33,128 +50,123 @@ from cachewarm.keys import KeySchema
 from cachewarm.settings import Settings
 from loaders.errors import EmptyInputError
 from loaders.reader import open_source
-from loaders.report import SAMPLE_REJECTS, LoadReport
-from loaders.validate import Reject
+from loaders.report import LoadReport
 from workers.load_plan import plan_chunks
 
 #: Lines per chunk task: a few seconds of work, so progress moves and a lost
 #: worker costs little, yet few enough tasks that queueing overhead is noise.
 CHUNK_LINES = 20_000
-#: A chunk's claim lapses this long after its executor's last sign of life.
-CLAIM_MS = 60_000
-#: Load state outlives any load; results of Celery tasks expire after the same day.
-STATE_TTL_SECONDS = 24 * 3600
-#: Seconds between coordinator polls, and at least between progress reports.
-POLL_SECONDS = 0.5
+#: The progress hash outlives any load; Celery's results expire after the same day.
+PROGRESS_TTL_SECONDS = 24 * 3600
+#: A chunk stores PROGRESS on the followed id at most this often (plus once when it ends).
+PROGRESS_SECONDS = 0.5
 
-# Take or renew the claim on a chunk.
+# Record lines done in one chunk; count only lines beyond its best earlier run.
 #
-# KEYS[1] claim key
-# ARGV[1] token (the executor's id)
-# ARGV[2] claim time to live, in milliseconds
+# KEYS[1] the load's progress hash
+# ARGV[1] chunk index
+# ARGV[2] lines done so far in that chunk (a re-run restarts from 0)
+# ARGV[3] 1 when the chunk has finished, else 0
+# ARGV[4] hash time to live, in seconds
 #
-# Returns 1 if the caller holds the claim now (taken or renewed), 0 if another token does.
-CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 1
+# Returns {done, total, chunks, chunks_done}; total is 0 when the load is unknown (merged and cleared).
+ADVANCE = """
+local field = 'lines:' .. ARGV[1]
+local best = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+local now = tonumber(ARGV[2])
+if now > best then
+  redis.call('HSET', KEYS[1], field, now)
+  redis.call('HINCRBY', KEYS[1], 'done', now - best)
 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+if ARGV[3] == '1' and redis.call('HSETNX', KEYS[1], 'finished:' .. ARGV[1], 1) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
 end
-return 0
-"""
-
-# Give a claim up, only if it is still ours.
-#
-# KEYS[1] claim key
-# ARGV[1] token
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+local v = redis.call('HMGET', KEYS[1], 'done', 'total', 'chunks', 'chunks_done')
+return {tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0'), tonumber(v[4] or '0')}
 """
 
 
-class LoadState:
-    """One load's shared state in Redis."""
+class LoadProgress:
+    """Lines done per chunk of one load, summed in one Redis hash (job bookkeeping, on the broker's Redis)."""
 
     def __init__(self, redis: Any, key_prefix: str, load_id: str):
         self.redis = redis
         self.load_id = load_id
         self.key = f"{KeySchema(prefix=key_prefix).root}load:{load_id}"
-        self._claim = redis.register_script(CLAIM)
-        self._release = redis.register_script(RELEASE)
+        self._advance = redis.register_script(ADVANCE)
 
     @classmethod
-    def for_settings(cls, settings: Settings, load_id: str) -> LoadState:
-        """State on the broker's Redis (job bookkeeping, not cache)."""
+    def for_settings(cls, settings: Settings, load_id: str) -> LoadProgress:
+        """The progress of ``load_id`` on the broker's Redis."""
         from cachewarm.clients import redis_client
 
         return cls(redis_client(settings.redis_url, timeout=5.0, retries=3), settings.key_prefix, load_id)
 
-    def _touch(self, pipe: Any) -> None:
-        pipe.expire(self.key, STATE_TTL_SECONDS)
-
-    def plan(self) -> dict[str, Any] | None:
-        """The stored plan, if any."""
-        raw = self.redis.hget(self.key, "plan")
-        return json.loads(raw) if raw else None
-
-    def save_plan(self, plan: dict[str, Any]) -> dict[str, Any]:
-        """Store the plan unless one exists; return the one stored (first writer wins)."""
+    def start(self, *, total: int, chunks: int) -> dict[str, Any]:
+        """Note the size of the load (a re-planned load keeps the counts of chunks already run)."""
         pipe = self.redis.pipeline()
-        pipe.hsetnx(self.key, "plan", json.dumps(plan))
-        self._touch(pipe)
+        pipe.hset(self.key, mapping={"total": total, "chunks": chunks})
+        pipe.expire(self.key, PROGRESS_TTL_SECONDS)
         pipe.execute()
-        stored = self.plan()
-        assert stored is not None
-        return stored
+        return self.meta(*self._run(0, 0, finished=False))
 
-    def mark_enqueued(self) -> bool:
-        """True the first time only: whoever gets True sends the chunk tasks."""
-        pipe = self.redis.pipeline()
-        pipe.hsetnx(self.key, "enqueued", "1")
-        self._touch(pipe)
-        return bool(pipe.execute()[0])
+    def advance(self, index: int, lines: int, *, finished: bool = False) -> dict[str, Any] | None:
+        """Record ``lines`` done in chunk ``index``; return the load's progress meta (None once merged)."""
+        done, total, chunks, chunks_done = self._run(index, lines, finished=finished)
+        return self.meta(done, total, chunks, chunks_done) if total else None
 
-    def claim(self, index: int, token: str) -> bool:
-        """Take or renew the claim on chunk ``index``."""
-        return bool(self._claim(keys=[f"{self.key}:claim:{index}"], args=[token, CLAIM_MS]))
+    def _run(self, index: int, lines: int, *, finished: bool) -> list[int]:
+        return [int(v) for v in self._advance(keys=[self.key],
+                                              args=[index, lines, 1 if finished else 0, PROGRESS_TTL_SECONDS])]
 
-    def release(self, index: int, token: str) -> None:
-        """Drop our claim on chunk ``index``."""
-        self._release(keys=[f"{self.key}:claim:{index}"], args=[token])
+    def meta(self, done: int, total: int, chunks: int, chunks_done: int) -> dict[str, Any]:
+        """The PROGRESS meta followers read (``done`` never exceeds ``total``)."""
+        return {"done": min(done, total), "total": total, "chunks": chunks, "chunks_done": chunks_done,
+                "load_id": self.load_id}
 
-    def progress(self, index: int, lines: int) -> None:
-        """Record lines done so far in chunk ``index``."""
-        self.redis.hset(self.key, f"progress:{index}", lines)
+    def snapshot(self) -> tuple[dict[int, int], int]:
+        """Finished chunks (index -> lines) and lines done across all chunks (tests and tooling)."""
+        raw = self.redis.hgetall(self.key)
+        fields = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        finished = {int(name.removeprefix("finished:")): fields.get(f"lines:{name.removeprefix('finished:')}", 0)
+                    for name in fields if name.startswith("finished:")}
+        return finished, fields.get("done", 0)
 
-    def complete(self, index: int, result: dict[str, Any]) -> None:
-        """Record chunk ``index`` as finished."""
-        pipe = self.redis.pipeline()
-        pipe.hset(self.key, mapping={f"done:{index}": json.dumps(result), f"progress:{index}": result["lines"]})
-        self._touch(pipe)
-        pipe.execute()
+    def clear(self) -> None:
+        """Forget the load's progress (its report is the task result now)."""
+        self.redis.delete(self.key)
 
-    def result(self, index: int) -> dict[str, Any] | None:
-        """Chunk ``index``'s result if it finished."""
-        raw = self.redis.hget(self.key, f"done:{index}")
-        return json.loads(raw) if raw else None
 
-    def snapshot(self) -> tuple[dict[int, dict[str, Any]], int]:
-        """Finished chunks' results, and lines done across all chunks."""
-        fields = self.redis.hgetall(self.key)
-        done: dict[int, dict[str, Any]] = {}
-        lines = 0
-        for raw_name, value in fields.items():
-            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
-            if name.startswith("done:"):
-                done[int(name[5:])] = json.loads(value)
-            elif name.startswith("progress:"):
-                lines += int(value)
-        return done, lines
+class ProgressPublisher:
+    """A chunk's ``on_progress``: record its lines, store the load's meta at most every PROGRESS_SECONDS."""
+
+    def __init__(self, progress: LoadProgress, index: int, *, store: Callable[[dict[str, Any]], None],
+                 clock: Callable[[], float] = time.monotonic):
+        self.progress = progress
+        self.index = index
+        self.store = store
+        self.clock = clock
+        self.last = float("-inf")
+
+    def __call__(self, lines: int, finished: bool) -> None:
+        """Record ``lines`` done in this chunk; publish unless published a moment ago (always when finished)."""
+        meta = self.progress.advance(self.index, lines, finished=finished)
+        now = self.clock()
+        if meta is not None and (finished or now - self.last >= PROGRESS_SECONDS):
+            self.store(meta)
+            self.last = now
+
+
+def prepare_table(settings: Settings, *, create_table: bool) -> None:
+    """Create the table, or check it exists, before any chunk is sent (TableNotFoundError with its hint)."""
+    from cachewarm import service
+
+    repo = service.repository(settings)
+    if create_table:
+        repo.create_table(wait=True)
+    else:
+        repo.describe()
 
 
 def make_plan(path: str, *, settings: Settings, chunk_lines: int = CHUNK_LINES) -> dict[str, Any]:
@@ -169,15 +181,13 @@ def make_plan(path: str, *, settings: Settings, chunk_lines: int = CHUNK_LINES) 
 
 
 def part_path(rejects: str | None, index: int) -> str | None:
-    """Where chunk ``index`` writes its rejects (merged by the coordinator)."""
+    """Where chunk ``index`` writes its rejects (merged by the callback)."""
     return f"{rejects}.part-{index:05d}" if rejects else None
 
 
 def run_chunk(
-    state: LoadState,
     *,
     index: int,
-    token: str,
     path: str,
     start: int,
     end: int,
@@ -185,119 +195,53 @@ def run_chunk(
     settings: Settings,
     threads: int | None = None,
     rejects: str | None = None,
-    on_progress: Callable[[], None] | None = None,
+    on_progress: Callable[[int, bool], None] | None = None,
 ) -> dict[str, Any]:
-    """Load chunk ``index`` unless it is finished or someone else holds it; return its result."""
+    """Load one chunk; return its report as a dict plus ``index``.
+
+    ``on_progress(lines, finished)`` gets the lines done so far after each
+    block, and once more with ``finished=True`` after the last.
+    """
     from loaders.pipeline import load_range
 
-    finished = state.result(index)
-    if finished is not None:
-        return finished
-    if not state.claim(index, token):
-        return {"index": index, "skipped": "another executor holds this chunk"}
-
     def progress(lines: int) -> None:
-        state.progress(index, lines)
-        state.claim(index, token)  # renew: still alive
         if on_progress is not None:
-            on_progress()
+            on_progress(lines, False)
 
     report = load_range(path, start=start, end=end, first_line=first_line, settings=settings, threads=threads,
-                        rejects=part_path(rejects, index), progress=progress)
-    result = {"index": index, **{k: v for k, v in report.to_dict().items() if k != "source"}}
-    state.complete(index, result)
-    state.release(index, token)
-    return result
+                        rejects=rejects, progress=progress)
+    if on_progress is not None:
+        on_progress(report.lines, True)
+    return {"index": index, **report.to_dict()}
 
 
-def coordinate(
-    state: LoadState,
-    *,
-    path: str,
-    settings: Settings,
-    enqueue: Callable[[list[dict[str, int]]], None],
-    report_progress: Callable[[dict[str, Any]], None],
-    chunk_lines: int = CHUNK_LINES,
-    threads: int | None = None,
-    rejects: str | None = None,
-    create_table: bool = False,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
-    """Run a fanned-out load to the end; return its report as a dict (``LoadReport.to_dict`` + extras)."""
-    started = time.time()
-    plan = state.plan()
-    if plan is None:
-        from cachewarm import service
+def merge(results: list[dict[str, Any]], *, source: str, rejects: str | None, threads: int | None,
+          started: float) -> dict[str, Any]:
+    """One load report from the chunks' results; their rejects files merged into ``rejects``, in line order.
 
-        repo = service.repository(settings)
-        if create_table:
-            repo.create_table(wait=True)
-        else:
-            repo.describe()  # TableNotFoundError with its hint, before any chunk is sent
-        plan = state.save_plan(make_plan(path, settings=settings, chunk_lines=chunk_lines))
-    chunks = plan["chunks"]
-    total = int(plan["total_lines"])
-    if state.mark_enqueued():
-        enqueue(chunks)
-    token = f"{state.load_id}:coordinator"
-    last_report = 0.0
-    best = 0  # progress never goes backwards on screen, even when a chunk restarts
-
-    def report(force: bool = False) -> dict[int, dict[str, Any]]:
-        nonlocal last_report, best
-        done, lines = state.snapshot()
-        now = time.monotonic()
-        if force or now - last_report >= POLL_SECONDS:
-            best = max(best, min(lines, total))
-            report_progress({"done": best, "total": total, "chunks_done": len(done), "chunks": len(chunks),
-                             "load_id": state.load_id})
-            last_report = now
-        return done
-
-    while True:
-        done = report(force=True)
-        if len(done) >= len(chunks):
-            break
-        helped = False
-        for chunk in reversed(chunks):  # tasks start from the oldest; help from the newest
-            index = chunk["index"]
-            if index in done or not state.claim(index, token):
-                continue
-            run_chunk(state, index=index, token=token, path=path, start=chunk["start"], end=chunk["end"],
-                      first_line=chunk["first_line"], settings=settings, threads=threads, rejects=rejects,
-                      on_progress=report)
-            helped = True
-            break
-        if not helped:
-            sleep(POLL_SECONDS)
-
+    ``started`` is the bulk load's start (epoch seconds): the report's time is
+    the load's wall time, not the sum of its chunks'.
+    """
     from loaders.pipeline import DEFAULT_THREADS
 
-    # workers=0: the chunks ran on however many Celery worker processes took them.
-    summary = LoadReport(source=str(plan["path"]), workers=0, threads=threads or DEFAULT_THREADS)
-    samples: list[Reject] = []
-    parts: list[str] = []
-    for index in sorted(done):
-        result = done[index]
-        for name in ("lines", "written", "rejected", "duplicates", "retries", "invalidated",
-                     "invalidation_skipped"):
-            setattr(summary, name, getattr(summary, name) + int(result.get(name, 0)))
-        samples += [Reject.from_dict(r) for r in result.get("sample_rejects", [])]
-        if result.get("rejects_path"):
-            parts.append(result["rejects_path"])
-    summary.sample_rejects = sorted(samples, key=lambda r: r.line)[:SAMPLE_REJECTS]
-    summary.seconds = time.time() - started
-    if parts and rejects:
-        summary.rejects_path = merge_rejects(parts, rejects)
-    out = summary.to_dict()
-    out.update(load_id=state.load_id, chunks=len(chunks))
-    return out
+    ordered = sorted(results, key=lambda result: int(result["index"]))
+    report = LoadReport.combine(source, ordered, threads=threads or DEFAULT_THREADS)
+    report.seconds = max(0.0, time.time() - started)
+    files = [str(part["rejects_path"]) for part in ordered if part.get("rejects_path")]
+    report.rejects_path = merge_rejects(files, rejects) if files and rejects else None
+    return {**report.to_dict(), "chunks": len(ordered)}
 
 
 def merge_rejects(parts: list[str], target: str) -> str:
-    """Concatenate chunk rejects files (already in chunk order) into ``target``; delete the parts."""
+    """Concatenate chunk rejects files (in chunk order) into ``target``; delete the parts.
+
+    Safe to run again (a redelivered callback): parts are deleted only after
+    ``target`` is in place, so a part already gone means the merge happened.
+    """
     existing = [part for part in parts if os.path.exists(part)]
-    if not existing:  # merged already, by an earlier run of a redelivered coordinator
+    if len(existing) < len(parts) and os.path.exists(target):
+        for part in existing:
+            Path(part).unlink(missing_ok=True)
         return target
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     temporary = f"{target}.{os.getpid()}.tmp"
@@ -307,6 +251,6 @@ def merge_rejects(parts: list[str], target: str) -> str:
                 while piece := handle.read(1 << 20):
                     out.write(piece)
     os.replace(temporary, target)
-    for part in parts:
+    for part in existing:
         Path(part).unlink(missing_ok=True)
     return target

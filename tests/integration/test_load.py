@@ -273,10 +273,45 @@ def test_async_load_through_a_worker(cli, worker, stack_env, table, messy_file, 
     assert again.returncode == 0, again.stderr
     task_id = again.stdout.strip()
     assert re.fullmatch(r"[0-9a-f-]{36}", task_id)
-    result = celery_client.AsyncResult(task_id).get(timeout=300)
+    result = celery_client.AsyncResult(task_id).get(timeout=300)  # the id printed ends with the merged report
     assert (result["lines"], result["written"], result["rejected"]) == (1000, 983, 17)
     assert result["chunks"] == 1  # the default chunk size holds the whole file
+    assert result["load_id"] == task_id
+    assert [r["line"] for r in result["sample_rejects"]] == sorted(BAD_LINES)
+    chunk = celery_client.AsyncResult(f"{task_id}-chunk-0")  # the canvas: one load_chunk, then merge_load
+    assert chunk.state == "SUCCESS" and chunk.result["lines"] == 1000
     assert _count(table) == 983  # idempotent: the same table after a second load
+
+
+def test_an_async_load_is_a_canvas_of_chunks_whose_progress_shows_on_one_id(cli, worker, stack_env, table,
+                                                                           tmp_path, celery_client):
+    path = tmp_path / "items.jsonl"
+    lines = _generate(cli, stack_env, path, restaurants=300, seed=9)
+    done = cli("load", str(path), "--async", "--chunk-lines", "500", "--rejects", str(tmp_path / "r.jsonl"),
+               env=stack_env)
+    assert done.returncode == 0, done.stderr
+    task_id = done.stdout.strip()
+    result = celery_client.AsyncResult(task_id)
+    seen: list[dict] = []
+    deadline = time.monotonic() + 300
+    while result.state != "SUCCESS":
+        assert result.state != "FAILURE", result.result
+        assert time.monotonic() < deadline, "the load did not finish"
+        if result.state == "PROGRESS":
+            seen.append(result.info)
+        time.sleep(0.05)
+    report = result.get(timeout=10)
+    chunks = -(-lines // 500)
+    assert (report["lines"], report["written"], report["rejected"], report["chunks"]) == (lines, lines, 0, chunks)
+    assert seen, "no PROGRESS on the followed id while chunks ran"
+    assert {"done", "total", "chunks", "chunks_done", "load_id"} <= set(seen[-1])
+    assert all(m["total"] == lines and m["chunks"] == chunks and 0 <= m["done"] <= lines for m in seen)
+    assert max(m["done"] for m in seen) > 0
+    assert [celery_client.AsyncResult(f"{task_id}-chunk-{i}").state for i in range(chunks)] == ["SUCCESS"] * chunks
+    log = worker.log()
+    assert "cachewarm.merge_load" in log and f"{task_id}-chunk-{chunks - 1}" in log
+    assert _count(table) == lines
+    assert not (tmp_path / "r.jsonl").exists()  # nothing rejected, so no rejects file
 
 
 def test_async_with_the_broker_down_is_one_clear_line(cli, stack_env, table, tmp_path):

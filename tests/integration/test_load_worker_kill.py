@@ -1,6 +1,8 @@
 """Issue 3 acceptance: SIGKILL a worker in the middle of ``load --async``; the table still gets every item.
 
-Two ways a worker dies:
+The load is a canvas (workers/fanout.py): ``cachewarm.bulk_load`` plans it and
+replaces itself with a chord of ``cachewarm.load_chunk`` tasks whose callback,
+``cachewarm.merge_load``, takes over the bulk load's id. Two ways a worker dies:
 
 * its pool processes are SIGKILLed (the OOM killer's usual victim): the main
   process sees the loss and, because the tasks are ``acks_late`` with
@@ -9,11 +11,10 @@ Two ways a worker dies:
 * the whole worker is SIGKILLed (a lost node): nothing acknowledges or
   requeues its tasks; the broker hands them out again once they are older than
   the visibility timeout, to a new worker. The test shortens that timeout with
-  ``BROKER_VISIBILITY_TIMEOUT_SECONDS`` (production: 3600 s).
+  ``BROKER_VISIBILITY_TIMEOUT_SECONDS``.
 
-Either way the coordinator and chunks run again with the same task ids, find
-their shared state, and finish; puts are idempotent, so re-running a chunk
-costs time only.
+Either way the chunks run again with the same task ids; puts are idempotent,
+so re-running a chunk costs time only, and the chord counts each chunk once.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _submit(cli, env, path: Path, tmp_path: Path) -> str:
 
 
 def _wait_for_progress(result, timeout: float = 120) -> dict:
-    """Block until the coordinator reports some lines done (and is not finished)."""
+    """Block until the followed id shows some lines done by the chunks (and is not finished)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = result.info
@@ -78,7 +79,8 @@ def test_killed_pool_processes_lose_nothing(cli, worker, stack_env, table, celer
         os.kill(pid, signal.SIGKILL)
 
     report = result.get(timeout=600)
-    assert (report["lines"], report["written"], report["rejected"]) == (lines, lines, 0)
+    assert (report["lines"], report["written"], report["rejected"], report["chunks"]) == (lines, lines, 0,
+                                                                                         info["chunks"])
     assert _count(table) == lines
     log = worker.log()
     assert "signal 9" in log or "WorkerLostError" in log, log[-2000:]
@@ -101,6 +103,9 @@ def test_a_worker_killed_whole_is_replaced_and_the_table_holds_every_item(cli, c
 
     report = result.get(timeout=600)
     assert (report["lines"], report["written"], report["rejected"]) == (lines, lines, 0)
+    assert report["load_id"] == result.id
     assert _count(table) == lines
-    assert "cachewarm.bulk_load" in second.log()
+    log = second.log()
+    assert "cachewarm.load_chunk" in log  # the killed worker's chunks, handed out again
+    assert f"cachewarm.merge_load[{result.id}]" in log  # the callback, under the id the shell printed
     assert not (tmp_path / "r.jsonl").exists()  # nothing rejected, so no rejects file

@@ -1,7 +1,7 @@
 """Issue 7, fault 6: DynamoDB (dynalite, persisting to disk) SIGKILLed in the middle of a load, then restarted.
 
-The load (``cachewarm load --async``: a bulk_load coordinator and load_chunk
-tasks) rides out the outage and completes; the table then equals the source.
+The load (``cachewarm load --async``: a canvas of load_chunk tasks and a
+merge_load callback) rides out the outage and completes; the table then equals the source.
 Nothing is recorded as done early: every chunk the load state called finished
 while DynamoDB was down is, item for item, in the table DynamoDB came back with.
 """
@@ -25,7 +25,7 @@ from tests.reliability.conftest import (
     table_items,
     wait_until,
 )
-from workers.fanout import LoadState
+from workers.fanout import LoadProgress, make_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -84,10 +84,10 @@ def test_dynamodb_killed_mid_load_then_back_the_load_completes(own_dynalite, rel
     wait_until(lambda: ledger.successes("cachewarm.load_chunk"), 60, "the first chunk to finish")
     server.kill()
     down_at = time.time()
-    state = LoadState.for_settings(settings, load_id)
+    state = LoadProgress.for_settings(settings, load_id)
     time.sleep(OUTAGE_SECONDS / 2)
     done_while_down, _ = state.snapshot()  # what the load state calls finished while DynamoDB is gone
-    plan = state.plan()
+    plan = make_plan(str(path), settings=settings, chunk_lines=500)  # the plan the load made
     time.sleep(OUTAGE_SECONDS / 2)
     assert len(done_while_down) < len(plan["chunks"]), "the kill should land mid-load"
 
@@ -103,7 +103,7 @@ def test_dynamodb_killed_mid_load_then_back_the_load_completes(own_dynalite, rel
     assert missing_keys(repo, keys) == []
 
     wait_until(lambda: ledger.successes()[load_id], 180, "the load to complete after the restart")
-    completed = ledger.success_times("cachewarm.bulk_load")[-1] - back_at
+    completed = ledger.success_times("cachewarm.merge_load")[-1] - back_at
     app = celery_app_for(env)
     report = app.AsyncResult(load_id).get(timeout=30)
     app.close()

@@ -27,6 +27,7 @@ from cachewarm.settings import Settings
 from devstack.dynamo_proxy import DynamoProxy
 from tests.reliability.conftest import (
     batch_put,
+    celery_app_for,
     digest,
     generate,
     source_items,
@@ -101,18 +102,28 @@ def test_sigkill_mid_bulk_load_then_the_table_equals_the_source(rel_env, table, 
     sigkill_main(first)
     killed_at = time.time()
     wait_until(lambda: not _group_alive(first.process.pid), 10, "the killed worker's pool processes to exit")
-    running = [i for i in ledger.starts() if not ledger.successes()[i]]
+    # The bulk load replaced itself by the chord at once (its run ends IGNORED); chunks were running.
+    assert ledger.starts("cachewarm.bulk_load")[load_id] == 1 and not ledger.successes("cachewarm.bulk_load")
+    ok = ledger.successes()
+    running = [i for i in ledger.starts("cachewarm.load_chunk") if not ok[i]]
     written_at_kill = len(table_items(table))
-    assert load_id in running and written_at_kill < lines, "the kill should land mid-load"
+    assert running and written_at_kill < lines, "the kill should land mid-load"
 
     start_worker(celery_proc, env, name="second")
-    wait_until(lambda: ledger.successes()[load_id], 120, "the bulk load to finish on the new worker")
-    recovered = ledger.success_times("cachewarm.bulk_load")[-1] - killed_at
+    wait_until(lambda: ledger.successes("cachewarm.merge_load")[load_id], 120,
+               "the load's callback to finish on the new worker, under the load's id")
+    recovered = ledger.success_times("cachewarm.merge_load")[-1] - killed_at
+    app = celery_app_for(env)
+    report = app.AsyncResult(load_id).get(timeout=30)
+    app.close()
+    assert (report["lines"], report["written"], report["rejected"]) == (lines, lines, 0)
     assert digest(table_items(table)) == digest(source_items(path))  # count and checksum
     assert not (tmp_path / "r.jsonl").exists()  # nothing was rejected
     chunk_runs = ledger.successes("cachewarm.load_chunk")
+    assert len(chunk_runs) == report["chunks"]  # every chunk finished, under its own id
     duplicates = ledger.duplicates()
     assert duplicates <= 2  # at most the prefetch window (concurrency 2 x multiplier 1) ran twice
+    assert ledger.successes("cachewarm.merge_load")[load_id] == 1  # the chord sent its callback once
     assert set(running) <= {r["id"] for r in ledger.records() if r["event"] == "start" and r["redelivered"]}
     count, checksum = digest(source_items(path))
     record(lines=lines, chunk_tasks=len(chunk_runs), items_at_kill=written_at_kill, running_at_kill=len(running),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import boto3
@@ -12,15 +11,14 @@ import redis
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from cachewarm import clients
+import cachewarm
 from cachewarm.backoff import Backoff
 from cachewarm.cache import NO_VALUE, CacheAside
 from cachewarm.errors import TableNotFoundError
 from cachewarm.model import Summary
 from cachewarm.repository import RestaurantRepository
 from cachewarm.settings import Settings
-from loaders import client as loader_client
-from loaders import pipeline
+from loaders import block_writer, pipeline
 from loaders.errors import EmptyInputError, LoadFailed, StillUnprocessed
 from loaders.invalidate import Invalidator
 from loaders.report import read_rejects
@@ -84,7 +82,8 @@ def test_dedupe_keeps_the_last_line_of_each_key():
     unique, superseded = dedupe(items)
     assert [(i.key[0], i.line) for i in unique] == [("b", 2), ("a", 4)]
     assert unique[1].av["v"] == {"N": "4"}
-    assert superseded == {("a", "S"): [1, 3]}
+    assert {key: [i.line for i in lost] for key, lost in superseded.items()} == {("a", "S"): [1, 3]}
+    assert superseded[("a", "S")][1].av["v"] == {"N": "3"}
 
 
 def test_a_batch_with_duplicate_keys_is_refused_before_dynamodb_sees_it():
@@ -176,14 +175,12 @@ def moto_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.chdir(tmp_path)  # default rejects/checkpoint paths land here
-    loader_client.reset()
-    clients.reset_clients()
+    cachewarm.reset()
     with mock_aws():
         settings = Settings(aws_region="us-east-1", table_name=TABLE, redis_url="redis://127.0.0.1:1/0")
         RestaurantRepository(boto3.client("dynamodb", region_name="us-east-1"), TABLE).create_table()
         yield settings
-    loader_client.reset()
-    clients.reset_clients()
+    cachewarm.reset()
 
 
 @pytest.fixture
@@ -200,7 +197,7 @@ def fake_cache(monkeypatch):
             return engine
         return build
 
-    monkeypatch.setattr(pipeline, "settings_engine_factory", factory)
+    monkeypatch.setattr(block_writer, "settings_engine_factory", factory)
     return factory
 
 
@@ -274,7 +271,7 @@ def test_write_around_invalidates_touched_summaries_and_never_fills(moto_setting
 
 
 def test_an_unavailable_cache_does_not_fail_the_load(moto_settings, monkeypatch, tmp_path):
-    monkeypatch.setattr(pipeline, "settings_engine_factory", lambda settings: lambda: FlakyEngine(fail_after=0))
+    monkeypatch.setattr(block_writer, "settings_engine_factory", lambda settings: lambda: FlakyEngine(fail_after=0))
     path = tmp_path / "items.jsonl"
     path.write_text("\n".join(review(f"u{i}", f"R{i % 3}", i) for i in range(30)) + "\n")
     report = pipeline.load_file(path, settings=moto_settings, workers=1)
@@ -325,53 +322,3 @@ def test_empty_input_and_missing_table(moto_settings, tmp_path):
         pipeline.load_file(path, settings=other)
     report = pipeline.load_file(path, settings=other, create_table=True, invalidate=False)
     assert report.ok and report.written == 1
-
-
-# -- Celery fan-out, without Celery: shared state in (fake) Redis ------------------------------------
-
-
-def test_fanned_out_load_finishes_even_when_no_worker_takes_a_chunk(moto_settings, fake_cache, tmp_path):
-    from workers.fanout import LoadState, coordinate
-
-    lines = [review(f"u{i}", f"R{i % 7}", i) for i in range(250)]
-    lines[10] = "oops"
-    lines[200] = "{}"
-    path = tmp_path / "items.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    state = LoadState(fakeredis.FakeRedis(), "t", "load-1")
-    sent, progress = [], []
-    result = coordinate(state, path=str(path), settings=moto_settings, enqueue=sent.extend,
-                        report_progress=progress.append, chunk_lines=60, rejects=str(tmp_path / "rej.jsonl"),
-                        sleep=lambda s: None)
-    assert [c["first_line"] for c in sent] == [1, 61, 121, 181, 241]  # offsets and line numbers, never items
-    assert (result["lines"], result["written"], result["rejected"], result["chunks"]) == (250, 248, 2, 5)
-    assert [r["line"] for r in result["sample_rejects"]] == [11, 201]
-    assert [r.line for r in read_rejects(result["rejects_path"])] == [11, 201]
-    assert not list(tmp_path.glob("rej.jsonl.part-*"))
-    assert progress[-1]["done"] == progress[-1]["total"] == 250
-    assert all(a["done"] <= b["done"] for a, b in itertools.pairwise(progress))
-    assert len(table_items()) == 248
-    assert state.redis.ttl(state.key) > 0  # shared state expires
-
-    # A redelivered coordinator (same id) finds the work done and reports the same result.
-    again = coordinate(state, path=str(path), settings=moto_settings, enqueue=sent.extend,
-                       report_progress=progress.append, chunk_lines=60, rejects=str(tmp_path / "rej.jsonl"))
-    assert len(sent) == 5 and again["written"] == 248
-    assert [r.line for r in read_rejects(again["rejects_path"])] == [11, 201]
-
-
-def test_a_chunk_runs_once_its_claim_is_free_and_is_not_run_twice(moto_settings, fake_cache, tmp_path):
-    from workers.fanout import LoadState, run_chunk
-
-    path = tmp_path / "items.jsonl"
-    path.write_text("\n".join(review(f"u{i}", "Thai", i) for i in range(20)) + "\n")
-    size = path.stat().st_size
-    state = LoadState(fakeredis.FakeRedis(), "t", "load-2")
-    chunk = {"index": 0, "path": str(path), "start": 0, "end": size, "first_line": 1, "settings": moto_settings}
-    assert state.claim(0, "somebody-else")
-    assert "skipped" in run_chunk(state, token="me", **chunk)
-    state.release(0, "somebody-else")
-    done = run_chunk(state, token="me", **chunk)
-    assert done["written"] == 20
-    assert run_chunk(state, token="late-duplicate", **chunk) == done  # finished: the stored result
-    assert state.claim(0, "anyone")  # released when finished

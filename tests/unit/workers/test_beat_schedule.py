@@ -66,5 +66,3 @@ def test_a_stored_entry_that_never_ran_has_no_last_run(r):
                         datetime.fromtimestamp(NOW, UTC), None, NOW + 60)
     [entry] = beat_schedule(r, "p", {}, NOW)
     assert entry["last_run_at"] is None and entry["total_run_count"] == 0
-
-
