@@ -43,7 +43,7 @@ def _demo_dir() -> Path:
 
 def latency_table(title: str, rows: dict[str, list[float]]) -> Table:
     """p50/p90/p99/mean/max per row of millisecond samples."""
-    from cachewarm.benchmark import describe
+    from cachewarm.percentiles import describe
 
     table = Table("read", "n", "p50 ms", "p90 ms", "p99 ms", "mean ms", "max ms", title=title)
     for label, values in rows.items():
