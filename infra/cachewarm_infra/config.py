@@ -14,6 +14,15 @@ from typing import Any
 
 from aws_cdk import RemovalPolicy
 
+from cachewarm.errors import ConfigError as AppConfigError
+from cachewarm.settings import ENV_VARS, SPECS
+
+#: The app's settings the context sets, and their defaults (cachewarm.settings declares them).
+_TABLE = SPECS["table_name"]
+_TTL = SPECS["cache_ttl"]
+#: The app has no upper bound on its TTL; a deployment caps it at 30 days.
+MAX_CACHE_TTL_SECONDS = 30 * 86400
+
 
 class ConfigError(ValueError):
     """A context value that cannot be used; the message names the key."""
@@ -44,13 +53,13 @@ CONTEXT_KEYS: dict[str, str] = {
     "cacheNodeType": "ElastiCache node type (default cache.t4g.small; demo cache.t3.small)",
     "redisEngineVersion": "Redis engine version (default 7.1)",
     "replicasPerShard": "read replicas in production mode (default 1, at least 1 for failover)",
-    "tableName": "DynamoDB table name (default Restaurants)",
+    "tableName": f"DynamoDB table name, {_TABLE.env} for the workers (default {_TABLE.default})",
     "removalPolicy": "retain or destroy, for the table (default retain; demo destroy)",
     "workerMinCount": "minimum worker tasks (default 1)",
     "workerMaxCount": "maximum worker tasks (default 6; demo 2)",
     "workerCpu": "worker task CPU units (default 1024)",
     "workerMemory": "worker task memory MiB (default 2048)",
-    "cacheTtlSeconds": "CACHE_TTL_SECONDS for the workers (default 900)",
+    "cacheTtlSeconds": f"{_TTL.env} for the workers (default {_TTL.default})",
     "logRetentionDays": "CloudWatch Logs retention (default 30)",
 }
 
@@ -79,14 +88,14 @@ class InfraConfig:
     redis_engine_version: str = "7.1"
     replicas_per_shard: int = 1
     # Table.
-    table_name: str = "Restaurants"
+    table_name: str = _TABLE.default
     removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
     # Workers.
     worker_min_count: int = 1
     worker_max_count: int = 6
     worker_cpu: int = 1024
     worker_memory: int = 2048
-    cache_ttl_seconds: int = 900
+    cache_ttl_seconds: int = _TTL.default
     log_retention_days: int = 30
 
     @property
@@ -126,6 +135,13 @@ class InfraConfig:
             if not minimum <= parsed <= maximum:
                 raise ConfigError(key, value, f"must be between {minimum} and {maximum}")
             return parsed
+
+        def app_setting(key: str, field: str, value: str | None) -> Any:
+            """``value`` validated as the app will validate it, so a bad one fails at synth, not at start."""
+            try:
+                return SPECS[field].read(lambda variable: value if variable == ENV_VARS[field] else None)
+            except AppConfigError as exc:
+                raise ConfigError(key, value, str(exc)) from None
 
         raw_mode = (text("mode") or "production").lower()
         raw_mode = {"prod": "production"}.get(raw_mode, raw_mode)
@@ -175,12 +191,12 @@ class InfraConfig:
             cache_node_type=text("cacheNodeType") or ("cache.t3.small" if demo else "cache.t4g.small"),
             redis_engine_version=engine,
             replicas_per_shard=integer("replicasPerShard", 1, 1, 5),
-            table_name=text("tableName") or "Restaurants",
+            table_name=app_setting("tableName", "table_name", text("tableName")),
             removal_policy=policies[removal],
             worker_min_count=worker_min,
             worker_max_count=worker_max,
             worker_cpu=integer("workerCpu", 1024, 256, 16384),
             worker_memory=integer("workerMemory", 2048, 512, 122880),
-            cache_ttl_seconds=integer("cacheTtlSeconds", 900, 1, 30 * 86400),
+            cache_ttl_seconds=integer("cacheTtlSeconds", _TTL.default, int(_TTL.minimum), MAX_CACHE_TTL_SECONDS),
             log_retention_days=integer("logRetentionDays", 30, 1, 3653),
         )

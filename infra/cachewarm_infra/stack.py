@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cachewarm.settings import ENV_VARS, SPECS
 from cachewarm_infra.cache import RedisCache
 from cachewarm_infra.config import InfraConfig
 from cachewarm_infra.nag import acknowledge
@@ -110,14 +111,15 @@ class CachewarmStack(Stack):
             directory=str(REPO_ROOT),
             platform=ecr_assets.Platform.LINUX_AMD64,
         )
-        # The names are the app's contract (cachewarm.settings.ENV_VARS); REDIS_AUTH_TOKEN is spliced
-        # into REDIS_URL by the image's entrypoint (infra/docker/entrypoint.sh).
+        # The names are the app's own (cachewarm.settings); REDIS_AUTH_TOKEN is spliced into
+        # REDIS_URL by the image's entrypoint (infra/docker/entrypoint.sh). The region is also given
+        # as AWS_DEFAULT_REGION, the name older AWS SDKs and tools read.
         environment = {
-            "REDIS_URL": self.cache.url_without_secret,
-            "TABLE_NAME": self.table.table.table_name,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "CACHE_TTL_SECONDS": str(config.cache_ttl_seconds),
+            ENV_VARS["redis_url"]: self.cache.url_without_secret,
+            ENV_VARS["table_name"]: self.table.table.table_name,
+            ENV_VARS["aws_region"]: self.region,
+            str(SPECS["aws_region"].fallback): self.region,
+            ENV_VARS["cache_ttl"]: str(config.cache_ttl_seconds),
         }
         secrets = {}
         if self.cache.auth_secret is not None:

@@ -1,4 +1,4 @@
-"""The DynamoDB single table: ``PK``/``SK`` plus ``GSI1`` (see /docs and cachewarm.repository)."""
+"""The DynamoDB single table, built from the core's one schema (``cachewarm.schema``)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,32 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-GSI1 = "GSI1"
+from cachewarm import schema
+from cachewarm.settings import Settings
+
+#: The index the app reads summaries from.
+GSI1 = schema.GSI1.name
+
+
+#: DynamoDB's attribute type letters as the CDK names them. (Billing modes and projections are
+#: named alike in both, so ``BillingMode(schema.BILLING_MODE)`` and ``ProjectionType(...)`` take them.)
+_ATTRIBUTE_TYPES = {
+    "S": dynamodb.AttributeType.STRING,
+    "N": dynamodb.AttributeType.NUMBER,
+    "B": dynamodb.AttributeType.BINARY,
+}
+
+
+def _key(name: str) -> dynamodb.Attribute:
+    return dynamodb.Attribute(name=name, type=_ATTRIBUTE_TYPES[schema.KEY_ATTRIBUTE_TYPE])
 
 
 class RestaurantsTable(Construct):
-    """``Restaurants``: on-demand, point-in-time recovery, encrypted with the AWS-managed KMS key.
+    """``Restaurants``: the schema of ``cachewarm table create``, plus what a deployment adds.
 
-    The schema matches ``cachewarm table create`` exactly, so the same code reads a table made by
-    either. ``removal_policy=RETAIN`` also turns on deletion protection.
+    Keys, the GSI and billing come from :mod:`cachewarm.schema`, so the same code reads a
+    table made by either. This construct adds point-in-time recovery and encryption with the
+    AWS-managed KMS key; ``removal_policy=RETAIN`` also turns on deletion protection.
     """
 
     def __init__(
@@ -21,18 +39,17 @@ class RestaurantsTable(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        table_name: str = "Restaurants",
+        table_name: str = Settings().table_name,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
-        string = dynamodb.AttributeType.STRING
         self.table = dynamodb.Table(
             self,
             "Table",
             table_name=table_name,
-            partition_key=dynamodb.Attribute(name="PK", type=string),
-            sort_key=dynamodb.Attribute(name="SK", type=string),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            partition_key=_key(schema.TABLE_KEY.partition),
+            sort_key=_key(schema.TABLE_KEY.sort),
+            billing_mode=dynamodb.BillingMode(schema.BILLING_MODE),
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
@@ -40,9 +57,10 @@ class RestaurantsTable(Construct):
             removal_policy=removal_policy,
             deletion_protection=removal_policy == RemovalPolicy.RETAIN,
         )
-        self.table.add_global_secondary_index(
-            index_name=GSI1,
-            partition_key=dynamodb.Attribute(name="GSI1PK", type=string),
-            sort_key=dynamodb.Attribute(name="GSI1SK", type=string),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
+        for index in schema.INDEXES:
+            self.table.add_global_secondary_index(
+                index_name=index.name,
+                partition_key=_key(index.key.partition),
+                sort_key=_key(index.key.sort),
+                projection_type=dynamodb.ProjectionType(index.projection),
+            )

@@ -15,12 +15,13 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
+from cachewarm.settings import Settings
 from cachewarm_infra.nag import acknowledge
 
 #: The commands are the project's contract (README, docker-compose.yml, the local stack).
 WORKER_COMMAND = ["celery", "-A", "workers", "worker", "--loglevel=INFO"]
 BEAT_COMMAND = ["celery", "-A", "workers", "beat", "--loglevel=INFO"]
-FLOWER_PORT = 5555
+FLOWER_PORT = Settings().flower_port  # the app's default (FLOWER_PORT in cachewarm.settings)
 FLOWER_COMMAND = [
     "celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", f"--port={FLOWER_PORT}",
 ]

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from cachewarm.schema import create_table_request
+from cachewarm.settings import ENV_VARS, SPECS
+from workers.config import QUEUES
+
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -91,9 +95,9 @@ def actions(statement: dict) -> list[str]:
 
 
 def contract_env_names() -> set[str]:
-    """The environment the app reads (cachewarm.settings.ENV_VARS) plus the AWS SDK's and Flower's."""
-    settings = pytest.importorskip("cachewarm.settings")
-    return set(settings.ENV_VARS.values()) | {"AWS_DEFAULT_REGION", "FLOWER_BASIC_AUTH"}
+    """Every variable the app reads: each setting's, and those read in their place (AWS_DEFAULT_REGION)."""
+    fallbacks = {spec.fallback for spec in SPECS.values() if spec.fallback}
+    return set(ENV_VARS.values()) | fallbacks
 
 
 # --- network and Redis ---------------------------------------------------------------------------
@@ -185,40 +189,21 @@ def test_demo_mode_is_the_original_single_node_cache_cluster(demo):
 # --- table ---------------------------------------------------------------------------------------
 
 
-def test_table_schema_gsi_pitr_encryption_and_billing(offline):
-    from aws_cdk.assertions import Match
+def assert_schema_of_table_create(props: dict) -> None:
+    """The template's table has exactly the keys, index and billing ``cachewarm table create`` sends."""
+    request = create_table_request(props["TableName"])
+    for key in ("KeySchema", "GlobalSecondaryIndexes", "BillingMode"):
+        assert props[key] == request[key], key
+    assert sorted(props["AttributeDefinitions"], key=str) == sorted(request["AttributeDefinitions"], key=str)
 
-    offline.template.has_resource_properties(
-        "AWS::DynamoDB::Table",
-        {
-            "TableName": "Restaurants",
-            "KeySchema": [
-                {"AttributeName": "PK", "KeyType": "HASH"},
-                {"AttributeName": "SK", "KeyType": "RANGE"},
-            ],
-            "AttributeDefinitions": Match.array_with(
-                [
-                    {"AttributeName": "PK", "AttributeType": "S"},
-                    {"AttributeName": "SK", "AttributeType": "S"},
-                    {"AttributeName": "GSI1PK", "AttributeType": "S"},
-                    {"AttributeName": "GSI1SK", "AttributeType": "S"},
-                ]
-            ),
-            "GlobalSecondaryIndexes": [
-                {
-                    "IndexName": "GSI1",
-                    "KeySchema": [
-                        {"AttributeName": "GSI1PK", "KeyType": "HASH"},
-                        {"AttributeName": "GSI1SK", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            "BillingMode": "PAY_PER_REQUEST",
-            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-            "SSESpecification": {"SSEEnabled": True},
-        },
-    )
+
+def test_table_has_the_schema_of_table_create_with_pitr_and_encryption(offline):
+    _, table = only(offline.raw, "AWS::DynamoDB::Table")
+    props = table["Properties"]
+    assert props["TableName"] == "Restaurants"
+    assert_schema_of_table_create(props)
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
 
 
 def test_removal_policy_retains_in_production_and_destroys_in_demo(offline, demo):
@@ -351,8 +336,7 @@ def test_queue_depth_function_watches_the_celery_queues(offline):
     assert env["QUEUES"].split(",") == list(DEFAULT_QUEUES)
     assert env["REDIS_TLS"] == "true"
     assert "VpcConfig" in function["Properties"]
-    config = pytest.importorskip("workers.config")
-    assert set(DEFAULT_QUEUES) == set(config.QUEUES)
+    assert set(DEFAULT_QUEUES) == set(QUEUES)
 
 
 def test_flower_is_private_authenticated_and_reachable_only_from_peers(offline, created):
@@ -454,8 +438,8 @@ def test_offline_cli_synth_with_imported_vpc(tmp_path):
     import subprocess
 
     cdk = REPO_ROOT / "node_modules" / ".bin" / "cdk"
-    if not cdk.exists() or shutil.which("node") is None:
-        pytest.skip("the CDK CLI is not installed (npm ci)")
+    # A dev dependency (package.json): missing means the checkout is not set up, which must fail.
+    assert cdk.exists() and shutil.which("node") is not None, "the CDK CLI is missing: run make setup (npm ci)"
     # No credentials and no metadata service: exactly a CI runner without AWS access.
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CDK_"))}
     env.update(
@@ -493,5 +477,5 @@ def test_offline_cli_synth_with_imported_vpc(tmp_path):
     sources = [rule.get("SourceSecurityGroupId") for rule in ingress_rules(raw, redis_sg)]
     assert "sg-0123" in sources and None not in sources
     _, table = only(raw, "AWS::DynamoDB::Table")
-    assert table["Properties"]["GlobalSecondaryIndexes"][0]["IndexName"] == "GSI1"
+    assert_schema_of_table_create(table["Properties"])
     assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}

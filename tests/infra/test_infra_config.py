@@ -7,11 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("aws_cdk")
-
 from aws_cdk import RemovalPolicy
 
+from cachewarm.settings import Settings
 from cachewarm_infra.config import CONTEXT_KEYS, ConfigError, InfraConfig, Mode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +63,10 @@ def test_cdk_json_may_hold_typed_values():
         ({"removalPolicy": "snapshot"}, "removalPolicy"),
         ({"workerMinCount": "5", "workerMaxCount": "2"}, "workerMaxCount"),
         ({"redisEngineVersion": "5.0.6"}, "redisEngineVersion"),
+        ({"tableName": "x"}, "tableName"),  # what the workers would refuse at start (TABLE_NAME)
+        ({"tableName": "bad name!"}, "tableName"),
+        ({"cacheTtlSeconds": "0"}, "cacheTtlSeconds"),
+        ({"cacheTtlSeconds": str(30 * 86400 + 1)}, "cacheTtlSeconds"),
     ],
 )
 def test_bad_context_names_the_key(context, key):
@@ -72,6 +74,12 @@ def test_bad_context_names_the_key(context, key):
         config(**context)
     assert caught.value.key == key
     assert f"context {key}=" in str(caught.value)
+
+
+def test_app_settings_default_to_the_apps_defaults():
+    cfg, app = config(), Settings()
+    assert (cfg.table_name, cfg.cache_ttl_seconds) == (app.table_name, app.cache_ttl)
+    assert config(tableName="Other.Table_1", cacheTtlSeconds="60").table_name == "Other.Table_1"
 
 
 def test_every_documented_key_is_in_docs():

@@ -6,6 +6,7 @@ from moto import mock_aws
 
 from cachewarm.errors import TableNotFoundError
 from cachewarm.repository import RestaurantRepository
+from cachewarm.schema import BILLING_MODE, create_table_request
 from tests.support.items import put_items
 from tests.support.items import restaurant as make_restaurant
 from tests.support.items import review as make_review
@@ -34,11 +35,16 @@ def review(rest, rid, created_at, user=None):
     return make_review(rest, rid, created_at, user=user or f"user{rid}", rating=4)
 
 
-def test_create_table_is_idempotent(repo):
+def test_create_table_is_idempotent_and_builds_the_schema(repo):
     assert repo.create_table() is False
     table = repo.describe()
-    assert {k["AttributeName"] for k in table["KeySchema"]} == {"PK", "SK"}
-    assert table["GlobalSecondaryIndexes"][0]["IndexName"] == "GSI1"
+    request = create_table_request("Restaurants")
+    assert table["KeySchema"] == request["KeySchema"]
+    assert sorted(table["AttributeDefinitions"], key=str) == sorted(request["AttributeDefinitions"], key=str)
+    assert [(i["IndexName"], i["KeySchema"], i["Projection"]) for i in table["GlobalSecondaryIndexes"]] == [
+        (i["IndexName"], i["KeySchema"], i["Projection"]) for i in request["GlobalSecondaryIndexes"]
+    ]
+    assert table["BillingModeSummary"]["BillingMode"] == BILLING_MODE
 
 
 def test_summary_has_the_five_newest_reviews_not_the_highest_ids(repo):
