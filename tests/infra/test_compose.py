@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import typer
+import yaml
 
-yaml = pytest.importorskip("yaml")
+from cachewarm.settings import ENV_VARS, Settings
+from cachewarm_cli import app as cli_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 PYTHON_SERVICES = ("loader", "worker", "beat", "flower")
 COMMANDS = {
     "worker": ["celery", "-A", "workers", "worker", "--loglevel=INFO"],
@@ -23,16 +26,7 @@ COMMANDS = {
 }
 #: botocore reads these itself; dynalite ignores them but requests must be signed.
 AWS_SDK_NAMES = {"AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-#: Used when cachewarm.settings cannot be imported (kept in step with its ENV_VARS by the test below).
-LITERAL_CONTRACT = {
-    "REDIS_URL",
-    "CACHE_REDIS_URL",
-    "REDIS_HOSTNAME",
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_REGION",
-    "TABLE_NAME",
-    "CACHE_TTL_SECONDS",
-}
+CONTRACT_NAMES = set(ENV_VARS.values()) | AWS_SDK_NAMES | {"FLOWER_BASIC_AUTH"}
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -41,17 +35,13 @@ def interpolate(value: str) -> str:
     return _INTERPOLATION.sub(lambda m: m.group(2) or "", value)
 
 
-def contract_names() -> set[str]:
-    try:
-        from cachewarm.settings import ENV_VARS
-    except ImportError:
-        return LITERAL_CONTRACT | AWS_SDK_NAMES | {"FLOWER_BASIC_AUTH"}
-    return set(ENV_VARS.values()) | AWS_SDK_NAMES | {"FLOWER_BASIC_AUTH"}
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    """docker-compose.yml, parsed; a missing or empty file fails every test that reads it."""
+    assert COMPOSE_FILE.is_file(), f"{COMPOSE_FILE} is missing"
+    parsed = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(parsed, dict) and isinstance(parsed.get("services"), dict), "no services in docker-compose.yml"
+    return parsed
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +50,36 @@ def services(compose) -> dict:
 
 
 def command(service: dict) -> list[str]:
+    """The service's command as argv (a missing command is a failure, not an empty list)."""
+    assert "command" in service, f"service has no command: {sorted(service)}"
     value = service["command"]
     return shlex.split(value) if isinstance(value, str) else list(value)
+
+
+def has_healthcheck(service: dict) -> bool:
+    """A healthcheck with a real test (not disabled, not empty)."""
+    test = (service.get("healthcheck") or {}).get("test")
+    return bool(test) and test != ["NONE"] and not (service.get("healthcheck") or {}).get("disable")
+
+
+def bind_mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path of each bind mount (short syntax, ./ relative to the repo)."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        if source.startswith((".", "/")):
+            out[target] = source
+    return out
+
+
+def named_volumes(service: dict) -> dict[str, str]:
+    """Container path -> volume name of each named volume."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        if not source.startswith((".", "/")):
+            out[target] = source
+    return out
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -82,7 +100,8 @@ def published(service: dict) -> list[tuple[str, int]]:
 
 
 def test_all_services_are_present(services):
-    assert {"redis", "dynalite", *PYTHON_SERVICES} <= set(services)
+    missing = {"redis", "dynalite", *PYTHON_SERVICES} - set(services)
+    assert not missing, f"services missing from docker-compose.yml: {sorted(missing)}"
 
 
 def test_redis_is_broker_and_cache_with_volatile_lfu_and_aof(services):
@@ -94,19 +113,46 @@ def test_redis_is_broker_and_cache_with_volatile_lfu_and_aof(services):
     assert "--appendonly yes" in args
     assert re.search(r"--maxmemory \d+[kmg]b", args), "volatile-lfu only acts under a maxmemory limit"
     assert any(volume.endswith(":/data") for volume in redis["volumes"]), "AOF needs a volume"
-    assert "healthcheck" in redis
+    assert has_healthcheck(redis)
 
 
-def test_dynalite_runs_the_locked_npm_package_on_a_node_image(services):
+def test_dynalite_runs_the_dev_stack_launcher_not_plain_dynalite(services):
     dynalite = services["dynalite"]
     assert dynalite["image"].startswith("node:")
     args = command(dynalite)
-    spec = next(arg for arg in args if arg.startswith("dynalite"))
-    lock = json.loads((REPO_ROOT / "package-lock.json").read_text())
-    locked = lock["packages"]["node_modules/dynalite"]["version"]
-    assert spec == f"dynalite@{locked}", "compose should run the version package-lock.json pins"
+    assert args[:2] == ["node", "devstack/dynalite-server.js"], "plain dynalite exits on a client reset (#183)"
     assert "--path" in args and "--port" in args
-    assert "healthcheck" in dynalite
+    assert args[args.index("--host") + 1] == "0.0.0.0", "other containers reach it over the compose network"
+    assert has_healthcheck(dynalite)
+
+    # The launcher is the checkout's own file, at the path the command names.
+    workdir = Path(dynalite["working_dir"])
+    mounts = bind_mounts(dynalite)
+    launcher = str(workdir / args[1])
+    assert launcher in mounts, f"{launcher} is not mounted into the dynalite service"
+    assert (REPO_ROOT / mounts[launcher]).resolve() == REPO_ROOT / "devstack" / "dynalite-server.js"
+
+
+def test_dynalite_finds_the_locked_package_installed_by_npm_ci(services, compose):
+    dynalite, deps = services["dynalite"], services["dynalite-deps"]
+    # node resolves require('dynalite') through NODE_PATH, a volume the one-shot service fills.
+    node_path = Path(environment(dynalite)["NODE_PATH"])
+    volume = named_volumes(dynalite).get(str(node_path.parent))
+    assert volume and volume in compose["volumes"], f"{node_path} is not on a named volume"
+    assert named_volumes(deps).get(deps["working_dir"]) == volume
+    assert node_path == Path(deps["working_dir"]) / "node_modules"
+    assert dynalite["depends_on"]["dynalite-deps"]["condition"] == "service_completed_successfully"
+    assert str(deps.get("restart", "no")) == "no"
+
+    # npm ci installs exactly package-lock.json (the dynalite the launcher checked), from the checkout.
+    script = " ".join(command(deps))
+    assert re.search(r"\bnpm ci\b", script), "npm ci installs the locked versions; npm install may not"
+    mounts = bind_mounts(deps)
+    for name in ("package.json", "package-lock.json"):
+        host = next((source for target, source in mounts.items() if target.endswith("/" + name)), None)
+        assert host is not None and (REPO_ROOT / host).resolve() == REPO_ROOT / name, f"{name} not mounted"
+        copied_from = next(target for target, source in mounts.items() if source == host)
+        assert copied_from in script, f"the install does not copy {name} from {copied_from}"
 
 
 def test_python_services_share_one_image_built_from_the_dockerfile(services):
@@ -157,7 +203,7 @@ def test_published_ports_bind_to_loopback(services):
 @pytest.mark.parametrize("name", PYTHON_SERVICES)
 def test_environment_names_and_values_match_the_settings(services, name):
     env = environment(services[name])
-    allowed = contract_names()
+    allowed = CONTRACT_NAMES
     assert set(env) <= allowed, f"unknown variables: {set(env) - allowed}"
     for required in ("REDIS_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION", "TABLE_NAME"):
         assert required in env
@@ -170,25 +216,19 @@ def test_environment_names_and_values_match_the_settings(services, name):
     assert endpoint.hostname == "dynalite"
     assert endpoint.port == int(dynalite_args[dynalite_args.index("--port") + 1])
 
-    settings = pytest.importorskip("cachewarm.settings")
-    parsed = settings.Settings.from_env(env)
+    parsed = Settings.from_env(env)
     assert parsed.redis_url == env["REDIS_URL"]
     assert parsed.dynamodb_endpoint == env["AWS_ENDPOINT_URL_DYNAMODB"]
     assert parsed.table_name == env["TABLE_NAME"]
 
 
-def test_literal_contract_matches_the_settings_module():
-    settings = pytest.importorskip("cachewarm.settings")
-    assert set(settings.ENV_VARS.values()) >= LITERAL_CONTRACT
-
-
 def test_loader_uses_cli_commands_that_exist(services):
-    typer = pytest.importorskip("typer")
-    cli = pytest.importorskip("cachewarm_cli")
-    root = typer.main.get_command(cli.app)
+    root = typer.main.get_command(cli_app)
     script = " ".join(command(services["loader"]))
+    steps = re.findall(r"cachewarm ((?:[a-z][a-z-]* ?)+)", script)
+    assert steps, "the loader runs no cachewarm command"
     missing = []
-    for step in re.findall(r"cachewarm ((?:[a-z][a-z-]* ?)+)", script):
+    for step in steps:
         group = root
         for word in step.split():
             commands = getattr(group, "commands", None)
@@ -198,5 +238,4 @@ def test_loader_uses_cli_commands_that_exist(services):
                 missing.append(step.strip())
                 break
             group = commands[word]
-    if missing:
-        pytest.skip(f"not in the cachewarm CLI yet: {missing}")
+    assert not missing, f"not in the cachewarm CLI: {missing}"
