@@ -236,3 +236,20 @@ def test_invalidate_many_is_one_round_trip(server):
         conn_class.send_packed_command = original
     assert len(sent) == 1  # then one round trip, counters included
     assert engine.metrics.window(60)["invalidations"] == 4
+
+
+def test_a_waiter_polls_within_the_backoff_bounds_and_gives_up_at_its_deadline(server, monkeypatch):
+    from cachewarm.cache import LEASE_POLL
+
+    repo = FakeRepo({"A": summary("A")})
+    engine = make(server, repo, lease_wait_ms=200)
+    engine.redis.set(engine.keys.lease("A"), "another-filler", px=10_000)  # a fill that never ends
+    slept = []
+    real_sleep = time.sleep
+    monkeypatch.setattr("cachewarm.cache.time.sleep", lambda s: (slept.append(s), real_sleep(s)))
+    result = engine.fetch("A")
+    assert (result.source, result.cache) == ("db", "waited")
+    assert len(slept) >= 8
+    assert all(0 <= s <= LEASE_POLL.ceiling(n) for n, s in enumerate(slept, start=1))
+    assert 200 <= result.latency_ms < 200 + 100  # the deadline, plus at most one poll and the read
+    assert engine.peek("A") is NO_VALUE  # a waiter that gave up does not fill

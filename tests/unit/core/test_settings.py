@@ -65,12 +65,6 @@ def test_password_is_masked_in_errors():
     assert "s3cret" not in str(info.value)
 
 
-def test_every_field_has_a_variable():
-    from dataclasses import fields
-
-    assert {f.name for f in fields(Settings)} == set(ENV_VARS)
-
-
 NUMERIC = [(name, spec) for name, spec in SPECS.items() if spec.kind is not str]
 
 
