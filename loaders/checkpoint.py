@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from loaders.errors import CheckpointError
 from loaders.report import BlockResult
 
 FORMAT = "cachewarm-load-checkpoint"
 VERSION = 1
+#: The counts a block's record keeps: what a resumed run adds to its report for a block it skips
+#: (retries and invalidations belong to the run that did them).
+RECORDED = ("lines", "written", "rejected", "duplicates")
 
 
 class Checkpoint:
@@ -31,15 +34,15 @@ class Checkpoint:
     def __init__(self, path: str | os.PathLike[str], identity: dict[str, Any], block_bytes: int):
         self.path = Path(path)
         self.header = {"format": FORMAT, "version": VERSION, "input": identity, "block_bytes": block_bytes}
-        self.done: dict[int, BlockResult] = {}
-        # Rejected counts of resumed blocks (their reject records are in the rejects file already).
-        self.rejected_counts: dict[int, int] = {}
-        self._handle: Any = None
+        # Finished blocks: index -> their RECORDED counts (their rejects are in the rejects file already).
+        self.done: dict[int, dict[str, int]] = {}
+        self._handle: IO[str] | None = None
 
-    def load(self) -> dict[int, BlockResult]:
+    def load(self) -> dict[int, dict[str, int]]:
         """Read an existing checkpoint for resuming; raise CheckpointError if it is for other input.
 
-        A missing file means nothing was done yet.
+        Returns the finished blocks, index -> counts (:data:`RECORDED`). A
+        missing file means nothing was done yet.
         """
         if not self.path.exists():
             return {}
@@ -65,13 +68,7 @@ class Checkpoint:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line from a crash: that block simply is not done
-            result = BlockResult(
-                index=int(record["block"]), first_line=int(record["first_line"]), lines=int(record["lines"]),
-                written=int(record["written"]), duplicates=int(record.get("duplicates", 0)),
-                nbytes=int(record.get("nbytes", 0)), source_bytes=int(record.get("source_bytes", 0)),
-            )
-            self.done[result.index] = result
-            self.rejected_counts[result.index] = int(record.get("rejected", 0))
+            self.done[int(record["block"])] = {name: int(record.get(name, 0)) for name in RECORDED}
         return self.done
 
     def open(self, *, resume: bool) -> None:
@@ -87,13 +84,13 @@ class Checkpoint:
 
     def record(self, result: BlockResult) -> None:
         """Mark a block finished."""
-        self._write({
-            "block": result.index, "first_line": result.first_line, "lines": result.lines,
-            "written": result.written, "rejected": result.rejected, "duplicates": result.duplicates,
-            "nbytes": result.nbytes, "source_bytes": result.source_bytes,
-        })
+        counts = result.counts()
+        self._write({"block": result.index, "first_line": result.first_line,
+                     **{name: counts[name] for name in RECORDED},
+                     "nbytes": result.nbytes, "source_bytes": result.source_bytes})
 
     def _write(self, record: dict[str, Any]) -> None:
+        assert self._handle is not None, "open() the checkpoint first"
         self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
         # Flushed to the OS at once: a killed process (the usual crash) loses nothing recorded.
         self._handle.flush()
