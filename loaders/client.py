@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from cachewarm.clients import dynamodb_client, reset_clients
+from cachewarm.clients import dynamodb_client
 from cachewarm.settings import Settings
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
-def writer_client(settings: Settings) -> Any:
+    from cachewarm.repository import RestaurantRepository
+
+
+def writer_client(settings: Settings) -> DynamoDBClient:
     """The DynamoDB client writer threads share, built once per process.
 
     The core's client (botocore ``standard`` retries for throttling, 5xx and
@@ -17,10 +22,11 @@ def writer_client(settings: Settings) -> Any:
     off because :mod:`loaders.validate` has already checked every item more
     strictly.
     """
-    return dynamodb_client(settings, validate_parameters=False)
+    client: DynamoDBClient = dynamodb_client(settings, validate_parameters=False)
+    return client
 
 
-def repository(settings: Settings) -> Any:
+def repository(settings: Settings) -> RestaurantRepository:
     """A RestaurantRepository on the writer client (one botocore client per process, not two)."""
     from cachewarm.repository import RestaurantRepository
 
@@ -34,8 +40,3 @@ def ensure_table(settings: Settings, *, create: bool) -> None:
         repo.create_table(wait=True)
     else:
         repo.describe()
-
-
-def reset() -> None:
-    """Forget every cached client (tests)."""
-    reset_clients()

@@ -17,18 +17,29 @@ the cache TTL) instead of staying silent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Callable, Collection, Iterable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from cachewarm.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Invalidates(Protocol):
+    """What the loader needs of a cache engine (``cachewarm.cache.CacheAside`` is one)."""
+
+    def invalidate_many(self, names: Iterable[str]) -> int:
+        """Invalidate several names in one round trip."""
+        ...
 
 
 class Invalidator:
     """Invalidates restaurant summaries through a lazily built cache engine."""
 
-    def __init__(self, engine_factory: Callable[[], Any]):
+    def __init__(self, engine_factory: Callable[[], Invalidates]):
         self._engine_factory = engine_factory
-        self._engine: Any = None
+        self._engine: Invalidates | None = None
         self.error: str | None = None  # set once the cache has failed
 
     def __call__(self, names: Collection[str]) -> tuple[int, int]:
@@ -48,15 +59,15 @@ class Invalidator:
             return 0, len(names)
         return len(names), 0
 
-    def _build(self) -> Any:
+    def _build(self) -> Invalidates:
         self._engine = self._engine_factory()
         return self._engine
 
 
-def settings_engine_factory(settings: Any) -> Callable[[], Any]:
+def settings_engine_factory(settings: Settings) -> Callable[[], Invalidates]:
     """A factory for a cache engine to invalidate through (built in the writer process, on first use)."""
 
-    def build() -> Any:
+    def build() -> Invalidates:
         from cachewarm.cache import CacheAside
         from cachewarm.clients import cache_redis
         from loaders.client import repository

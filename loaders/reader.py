@@ -18,12 +18,13 @@ since gzip has no random access.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from loaders.errors import InputError, LoadFailed
 
@@ -39,6 +40,18 @@ MAX_LINE_BYTES = 4 << 20
 TOO_LONG_HEAD = 1024
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+
+class RawInput(Protocol):
+    """What a source opens: a file handle, a botocore ``StreamingBody``, or nothing left to read."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes (all of them for -1); b"" at the end."""
+        ...
+
+    def close(self) -> None:
+        """Release the handle."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ class Source:
     size: int  # raw bytes
     compressed: bool
 
-    def open_raw(self, start: int = 0) -> BinaryIO:
+    def open_raw(self, start: int = 0) -> RawInput:
         """The raw bytes from ``start`` (an offset of the raw file)."""
         raise NotImplementedError
 
@@ -113,7 +126,7 @@ class LocalSource(Source):
         except OSError as exc:
             raise InputError(f"{self.uri}: {exc.strerror or exc}") from None
 
-    def open_raw(self, start: int = 0) -> BinaryIO:
+    def open_raw(self, start: int = 0) -> RawInput:
         """Open and seek."""
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
@@ -128,10 +141,22 @@ class LocalSource(Source):
         return {"uri": str(self.path.resolve()), "size": self._stat.st_size, "mtime_ns": self._stat.st_mtime_ns}
 
 
+class S3Reads(Protocol):
+    """The two calls of a boto3 S3 client that :class:`S3Source` makes (typed so without mypy-boto3-s3)."""
+
+    def head_object(self, *, Bucket: str, Key: str) -> Mapping[str, Any]:
+        """HeadObject."""
+        ...
+
+    def get_object(self, *, Bucket: str, Key: str, Range: str = ...) -> Mapping[str, Any]:
+        """GetObject (``Body`` is a botocore ``StreamingBody``)."""
+        ...
+
+
 class S3Source(Source):
     """An object in S3, read with ranged GETs (so Celery chunks never download the whole object)."""
 
-    def __init__(self, uri: str, client: Any):
+    def __init__(self, uri: str, client: S3Reads):
         rest = uri[len("s3://"):]
         bucket, _, key = rest.partition("/")
         if not bucket or not key:
@@ -154,10 +179,11 @@ class S3Source(Source):
         except BotoCoreError as exc:
             raise InputError(f"{uri}: {exc}") from None
 
-    def _get(self, **kwargs: Any) -> Any:
-        return self.client.get_object(Bucket=self.bucket, Key=self.key, **kwargs)["Body"]
+    def _get(self, **kwargs: str) -> RawInput:
+        body: RawInput = self.client.get_object(Bucket=self.bucket, Key=self.key, **kwargs)["Body"]
+        return body
 
-    def open_raw(self, start: int = 0) -> BinaryIO:
+    def open_raw(self, start: int = 0) -> RawInput:
         """A streaming body from ``start`` (one ranged GET)."""
         if start >= self.size:
             return _Empty()
@@ -176,7 +202,7 @@ class _Empty:
         pass
 
 
-def open_source(uri: str | os.PathLike[str], *, s3_client: Any = None, region: str | None = None) -> Source:
+def open_source(uri: str | os.PathLike[str], *, s3_client: S3Reads | None = None, region: str | None = None) -> Source:
     """Open a local path or an ``s3://bucket/key`` URI (raises :class:`InputError` if unusable)."""
     text = os.fspath(uri)
     if text.startswith("s3://"):
@@ -188,23 +214,25 @@ def open_source(uri: str | os.PathLike[str], *, s3_client: Any = None, region: s
     return LocalSource(text)
 
 
-def _s3_client(region: str | None) -> Any:
+def _s3_client(region: str | None) -> S3Reads:
     import boto3
     from botocore.config import Config
 
     config = Config(region_name=region, retries={"mode": "standard", "max_attempts": 6})
-    return boto3.session.Session().client("s3", config=config)
+    client: S3Reads = boto3.session.Session().client("s3", config=config)
+    return client
 
 
 class Stream:
     """Decompressed bytes of a source, with the raw position for progress."""
 
-    def __init__(self, raw: BinaryIO, *, compressed: bool, base: int):
+    def __init__(self, raw: RawInput, *, compressed: bool, base: int):
         self.raw = raw
         self.compressed = compressed
         self._raw_read = 0
         self._base = base
-        self._data: Any = gzip.GzipFile(fileobj=_Counting(raw, self), mode="rb") if compressed else raw
+        self._data: gzip.GzipFile | RawInput = (
+            gzip.GzipFile(fileobj=_Counting(raw, self), mode="rb") if compressed else raw)
 
     def read(self, size: int) -> bytes:
         """Up to ``size`` bytes; fewer only at the end of the input."""
@@ -251,13 +279,17 @@ class Stream:
 class _Counting:
     """File-like wrapper that counts raw bytes read (compressed progress)."""
 
-    def __init__(self, raw: BinaryIO, owner: Stream):
+    def __init__(self, raw: RawInput, owner: Stream):
         self.raw, self.owner = raw, owner
 
     def read(self, size: int = -1) -> bytes:
         data = self.raw.read(size)
         self.owner._raw_read += len(data)
         return data
+
+    def seek(self, offset: int, /) -> int:
+        # GzipFile seeks its file only to rewind, which a stream read forward never asks for.
+        raise io.UnsupportedOperation("a streamed input cannot seek")
 
     def close(self) -> None:
         pass
@@ -322,22 +354,22 @@ def iter_blocks(
                 if len(buf) <= max_line:
                     carry = buf  # a long line in progress: read on
                     continue
-                line, nbytes, carry = _skip_long_line(buf, read)
-                yield make([line], nbytes)
+                too_long, nbytes, carry = _skip_long_line(buf, read)
+                yield make([too_long], nbytes)
                 continue
             body, carry = buf[: cut + 1], buf[cut + 1:]
-        lines: list[bytes | TooLong] = list(body.split(b"\n"))
+        pieces = body.split(b"\n")
         if body.endswith(b"\n"):
-            lines.pop()
-        for i, line in enumerate(lines):
-            if len(line) > max_line:  # type: ignore[arg-type]
-                lines[i] = TooLong(len(line), bytes(line[:TOO_LONG_HEAD]))  # type: ignore[index]
+            pieces.pop()
+        lines: list[bytes | TooLong] = [
+            TooLong(len(piece), piece[:TOO_LONG_HEAD]) if len(piece) > max_line else piece for piece in pieces
+        ]
         yield make(lines, len(body))
         if at_end:
             return
 
 
-def _skip_long_line(buf: bytes, read) -> tuple[TooLong, int, bytes]:
+def _skip_long_line(buf: bytes, read: Callable[[int], bytes]) -> tuple[TooLong, int, bytes]:
     """Consume the rest of an over-long line; return it as TooLong, the bytes covered, and what follows."""
     head, length = buf[:TOO_LONG_HEAD], len(buf)
     while True:

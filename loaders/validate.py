@@ -222,7 +222,7 @@ def _value(value: Any, path: str, depth: int) -> tuple[dict[str, Any], int]:
 
 def _number(value: int | Decimal, path: str) -> str:
     # Counted from the digits, never through Decimal arithmetic (which rounds to 28 digits).
-    if type(value) is int:
+    if isinstance(value, int):  # never a bool here: _value sends those to BOOL
         if -_SMALL_INT < value < _SMALL_INT:
             return str(value)  # the common case: at most 38 digits, always in range
         text = str(abs(value))

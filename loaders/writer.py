@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cachewarm.backoff import Backoff
 from cachewarm.batching import chunked
@@ -30,6 +30,11 @@ from cachewarm.errors import RetryableError
 from cachewarm.repository import translate_errors
 from loaders.errors import StillUnprocessed
 from loaders.validate import Item, Reject, decode_text
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import WriteRequestTypeDef
 
 #: DynamoDB's BatchWriteItem limit.
 BATCH_SIZE = 25
@@ -44,15 +49,14 @@ class BatchOutcome:
     retries: int = 0
 
 
-def dedupe(items: Iterable[Item]) -> tuple[list[Item], dict[tuple[str, str], list[int]]]:
-    """Keep the last item for each key; return them and, per key, the line numbers they superseded."""
+def dedupe(items: Iterable[Item]) -> tuple[list[Item], dict[tuple[str, str], list[Item]]]:
+    """Keep the last item for each key; return them and, per key, the earlier items they superseded."""
     latest: dict[tuple[str, str], Item] = {}
-    superseded: dict[tuple[str, str], list[int]] = {}
+    superseded: dict[tuple[str, str], list[Item]] = {}
     for item in items:
-        previous = latest.get(item.key)
+        previous = latest.pop(item.key, None)  # re-inserted below: items stay in the order of their last line
         if previous is not None:
-            superseded.setdefault(item.key, []).append(previous.line)
-            del latest[item.key]  # re-insert, so items stay in the order of their last line
+            superseded.setdefault(item.key, []).append(previous)
         latest[item.key] = item
     return list(latest.values()), superseded
 
@@ -67,7 +71,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        client: Any,
+        client: DynamoDBClient,
         table_name: str,
         *,
         backoff: Backoff = Backoff(),
@@ -118,7 +122,7 @@ class BatchWriter:
         """One BatchWriteItem; returns the items DynamoDB left unprocessed."""
         from botocore.exceptions import ClientError
 
-        request = [{"PutRequest": {"Item": item.av}} for item in items]
+        request: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item.av}} for item in items]
         with translate_errors(self.table_name):
             try:
                 response = self.client.batch_write_item(RequestItems={self.table_name: request})
@@ -178,9 +182,9 @@ class _Invalid(Exception):
     """DynamoDB refused the request as invalid (ValidationException)."""
 
 
-def _code(exc: Any) -> str:
+def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _message(exc: Any) -> str:
+def _message(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Message", exc))
