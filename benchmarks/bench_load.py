@@ -92,7 +92,7 @@ def _child_original(path: str) -> dict[str, Any]:
     import boto3
 
     from cachewarm.settings import get_settings
-    from loaders.pipeline import peak_rss_mb
+    from loaders.progress import peak_rss_mb
 
     settings = get_settings()
     resource_api = boto3.session.Session().resource(
@@ -114,7 +114,7 @@ def _child_ours(path: str, workers: int | None, threads: int | None) -> dict[str
     """``loaders.load_file`` as the CLI runs it (write-around included)."""
     from cachewarm.settings import get_settings
     from loaders import load_file
-    from loaders.pipeline import peak_rss_mb
+    from loaders.progress import peak_rss_mb
 
     workdir = Path(path).parent
     report = load_file(path, settings=get_settings(), workers=workers, threads=threads,

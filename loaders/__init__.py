@@ -5,8 +5,14 @@ Public API::
     from loaders import load_file
     report = load_file("items.jsonl", settings=settings)   # -> LoadReport (.written, .rejected, .ok)
 
-    from loaders.generate import generate_file
+    from loaders import generate_file
     lines = generate_file("items.jsonl", restaurants=1000, reviews_per_restaurant=20, seed=7)
+
+Modules: ``pipeline`` (the entry points ``load_file``/``load_range``),
+``block_writer`` (one block: validate, dedupe, write, invalidate), ``processes``
+(writer processes), ``reader``, ``validate``, ``writer`` (BatchWriteItem and its
+retries), ``invalidate``, ``checkpoint``, ``report``, ``progress``, ``defaults``,
+``generate``.
 
 Importing this package connects to nothing and imports neither boto3 nor redis.
 """
@@ -15,25 +21,26 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LoadReport", "Progress", "Reject", "generate_file", "load_file", "load_range"]
+__all__ = ["DEFAULT_THREADS", "DEFAULT_WORKERS", "LoadReport", "Progress", "Reject", "generate_file", "load_file",
+           "load_range"]
+
+# Lazy, so `import loaders` (and the CLI's --help) stays fast: name -> the module that defines it.
+_HOMES = {
+    "load_file": "loaders.pipeline",
+    "load_range": "loaders.pipeline",
+    "Progress": "loaders.progress",
+    "LoadReport": "loaders.report",
+    "Reject": "loaders.validate",
+    "generate_file": "loaders.generate",
+    "DEFAULT_WORKERS": "loaders.defaults",
+    "DEFAULT_THREADS": "loaders.defaults",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `import loaders` (and the CLI) stays fast.
-    if name in ("load_file", "load_range", "Progress"):
-        from loaders import pipeline
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'loaders' has no attribute {name!r}")
+    import importlib
 
-        return getattr(pipeline, name)
-    if name == "LoadReport":
-        from loaders.report import LoadReport
-
-        return LoadReport
-    if name == "Reject":
-        from loaders.validate import Reject
-
-        return Reject
-    if name == "generate_file":
-        from loaders.generate import generate_file
-
-        return generate_file
-    raise AttributeError(name)
+    return getattr(importlib.import_module(home), name)

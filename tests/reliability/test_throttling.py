@@ -30,7 +30,7 @@ THROTTLES = ["ProvisionedThroughputExceededException", "ThrottlingException"]
 
 def test_throttled_load_writes_every_item_within_the_backoff_bounds(rel_env, table, dynalite, cli, tmp_path,
                                                                    record):
-    from loaders.pipeline import writer_client
+    from loaders.client import writer_client
 
     path = tmp_path / "items.jsonl"
     lines = generate(cli, rel_env, path, restaurants=20, reviews=20, seed=3)
