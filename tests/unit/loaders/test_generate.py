@@ -30,6 +30,7 @@ def sample(tmp_path_factory) -> list[dict]:
     return items
 
 
+@pytest.mark.slow  # over a second: Faker pools, or whole files
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
     assert generate_file(a, restaurants=40, reviews_per_restaurant=8, seed=3) == \
@@ -39,6 +40,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     assert a.read_bytes() != c.read_bytes()
 
 
+@pytest.mark.slow  # over a second: Faker pools, or whole files
 def test_gzip_output_is_deterministic_too(tmp_path):
     a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
     generate_file(a, restaurants=20, seed=5)
@@ -95,6 +97,7 @@ def test_review_counts_are_skewed_and_dates_span_years(sample):
     assert len(years) >= 8
 
 
+@pytest.mark.slow  # over a second: Faker pools, or whole files
 def test_every_generated_line_is_a_valid_item(tmp_path):
     path = tmp_path / "items.jsonl"
     generate_file(path, restaurants=30, seed=1)
@@ -102,6 +105,7 @@ def test_every_generated_line_is_a_valid_item(tmp_path):
         assert isinstance(parse_line(raw, number), Item)
 
 
+@pytest.mark.slow  # over a second: Faker pools, or whole files
 def test_names_stay_unique_past_every_combination(monkeypatch):
     monkeypatch.setattr(generate, "COMPANY_POOL", 2)  # 2 x 24 labels = 48 plain names
     names = [i["name"] for i in generate_items(restaurants=150, reviews_per_restaurant=0, seed=2)]
@@ -117,6 +121,7 @@ def test_a_user_reviews_a_restaurant_at_most_once_even_when_users_are_scarce(mon
     assert any("_" in user for user, _ in reviews)  # beyond the pool: numbered variants
 
 
+@pytest.mark.slow  # over a second: Faker pools, or whole files
 def test_memory_does_not_grow_with_the_output():
     def peak(restaurants: int) -> int:
         items = generate_items(restaurants=restaurants, reviews_per_restaurant=5, seed=1)
