@@ -5,30 +5,16 @@ from __future__ import annotations
 import gzip
 import json
 
-import boto3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from loaders.checkpoint import Checkpoint
 from loaders.errors import CheckpointError, InputError
-from loaders.reader import TooLong, iter_blocks, open_source
+from loaders.reader import TooLong, open_source
 from loaders.report import BlockResult
 from loaders.validate import MAX_ITEM_BYTES, Item, Reject, parse_line
-
-
-def _lines_of(path, **kwargs):
-    """(line number, raw) for every line the reader yields."""
-    source = open_source(path)
-    with source.open(kwargs.get("start", 0)) as stream:
-        out = []
-        for block in iter_blocks(stream, **kwargs):
-            out += list(enumerate(block.lines, start=block.first_line))
-        return out
-
-
-LINE = st.text(alphabet=st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=40)
+from tests.unit.loaders.reading import LINE, keys_in_ranges, lines_of, numbered_items, s3_with
 
 
 @settings(max_examples=60, deadline=None)
@@ -37,7 +23,7 @@ def test_every_line_comes_back_once_with_its_number(tmp_path_factory, lines, tra
     path = tmp_path_factory.mktemp("r") / "in.jsonl"
     data = "\n".join(lines) + ("\n" if trailing and lines else "")
     path.write_bytes(data.encode())
-    got = _lines_of(path, block_bytes=block, max_line=1 << 20)
+    got = lines_of(path, block_bytes=block, max_line=1 << 20)
     expected = data.encode().split(b"\n")
     if data.endswith("\n") or data == "":
         expected.pop()
@@ -57,21 +43,21 @@ def _line_ranges(data: bytes, per: int) -> list[tuple[int, int, int]]:
 
 
 def test_gzip_input_reads_like_plain_and_seeks_by_decompressed_offset(tmp_path):
-    text = "".join(json.dumps({"PK": f"p{i}", "SK": "s"}) + "\n" for i in range(500))
+    text = numbered_items(500)
     plain, packed = tmp_path / "a.jsonl", tmp_path / "a.jsonl.gz"
     plain.write_text(text)
     packed.write_bytes(gzip.compress(text.encode()))
     assert open_source(packed).compressed and not open_source(plain).compressed
-    assert _lines_of(packed, block_bytes=1000) == _lines_of(plain, block_bytes=1000)
+    assert lines_of(packed, block_bytes=1000) == lines_of(plain, block_bytes=1000)
     start, end, first = _line_ranges(text.encode(), 120)[-1]
     assert first == 481
-    assert _lines_of(packed, start=start, end=end, first_line=first) == _lines_of(plain)[480:]
+    assert lines_of(packed, start=start, end=end, first_line=first) == lines_of(plain)[480:]
 
 
 def test_a_line_longer_than_the_limit_is_skipped_not_held(tmp_path):
     path = tmp_path / "long.jsonl"
     path.write_bytes(b'{"a": 1}\n' + b"x" * 5000 + b"\n" + b'{"b": 2}\n' + b"y" * 3000)
-    got = _lines_of(path, block_bytes=256, max_line=1000)
+    got = lines_of(path, block_bytes=256, max_line=1000)
     assert [n for n, _ in got] == [1, 2, 3, 4]
     assert got[0][1] == b'{"a": 1}' and got[2][1] == b'{"b": 2}'
     assert isinstance(got[1][1], TooLong) and got[1][1].length == 5000
@@ -82,7 +68,7 @@ def test_a_line_longer_than_the_limit_is_skipped_not_held(tmp_path):
 def test_crlf_and_bom_are_tolerated(tmp_path):
     path = tmp_path / "dos.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"PK": "a", "SK": "b"}\r\n{"PK": "c", "SK": "d"}\r\n')
-    items = [parse_line(raw, n) for n, raw in _lines_of(path)]
+    items = [parse_line(raw, n) for n, raw in lines_of(path)]
     assert [i.key for i in items] == [("a", "b"), ("c", "d")]
 
 
@@ -97,24 +83,13 @@ def test_unusable_inputs_are_input_errors(tmp_path):
 
 
 def test_s3_objects_are_read_with_ranged_gets(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    text = "".join(json.dumps({"PK": f"p{i}", "SK": "s"}) + "\n" for i in range(100))
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="data")
-        s3.put_object(Bucket="data", Key="items.jsonl", Body=text.encode())
-        s3.put_object(Bucket="data", Key="items.jsonl.gz", Body=gzip.compress(text.encode()))
+    text = numbered_items(100)
+    with s3_with(text, monkeypatch) as s3:
         plain = open_source("s3://data/items.jsonl", s3_client=s3)
         packed = open_source("s3://data/items.jsonl.gz", s3_client=s3)
         assert packed.compressed and not plain.compressed
         for source in (plain, packed):
-            got = []
-            for start, end, first in _line_ranges(text.encode(), 30):
-                with source.open(start) as stream:
-                    for block in iter_blocks(stream, start=start, end=end, first_line=first):
-                        got += [parse_line(raw, n) for n, raw in enumerate(block.lines, start=block.first_line)]
-            assert [item.key[0] for item in got] == [f"p{i}" for i in range(100)]
+            assert keys_in_ranges(source, _line_ranges(text.encode(), 30)) == [f"p{i}" for i in range(100)]
         with pytest.raises(InputError, match="no such object"):
             open_source("s3://data/nope.jsonl", s3_client=s3)
         with pytest.raises(InputError, match="expected s3://BUCKET/KEY"):
