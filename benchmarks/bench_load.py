@@ -159,16 +159,15 @@ def _head(source: Path, target: Path, lines: int) -> None:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Run every measurement; write and return the report."""
-    from devstack.localstack import start_dynalite, start_redis
+    from devstack.private import start_private_stack
 
     sizes = _size(quick)
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="cachewarm-bench-load-"))
-    redis_server = start_redis(workdir / "redis")
-    dynalite = start_dynalite(workdir / "dynalite", persist=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("CACHE_REDIS_URL", "REDIS_HOSTNAME")}
-    env.update(REDIS_URL=redis_server.url, AWS_ENDPOINT_URL_DYNAMODB=dynalite.url, AWS_REGION="us-east-1",
-               AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", CACHE_KEY_PREFIX="benchload")
+    # dynalite on disk, as a real table is: the children each set their own TABLE_NAME.
+    stack = start_private_stack(workdir, persist_dynamodb=True)
+    env = stack.environ(table_name="BenchLoad", key_prefix="benchload")
+    dynalite = stack.dynalite
     report: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -221,8 +220,7 @@ def run(quick: bool = False) -> dict[str, Any]:
               f"{memory['items_per_second']:,.0f} items/s", flush=True)
         report["memory"] = memory
     finally:
-        dynalite.stop()
-        redis_server.stop()
+        stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
     REPORT.parent.mkdir(parents=True, exist_ok=True)

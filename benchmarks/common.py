@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import statistics
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,8 @@ from typing import Any
 
 from cachewarm import service
 from cachewarm.settings import Settings
-from devstack.localstack import Service, start_dynalite, start_redis
+from devstack.localstack import Service
+from devstack.private import PrivateStack, private_stack, use_environ
 
 
 @dataclass
@@ -36,12 +36,25 @@ class Figure:
 
 @dataclass
 class BenchStack:
-    """A private redis-server and dynalite, the environment pointing at them, and a table."""
+    """A private redis-server and dynalite (:mod:`devstack.private`), the environment for them, and a table."""
 
-    redis: Service
-    dynalite: Service
+    stack: PrivateStack
     env: dict[str, str]
-    workdir: Path
+
+    @property
+    def redis(self) -> Service:
+        """The stack's redis-server."""
+        return self.stack.redis
+
+    @property
+    def dynalite(self) -> Service:
+        """The stack's dynalite."""
+        return self.stack.dynalite
+
+    @property
+    def workdir(self) -> Path:
+        """Where the stack keeps its files (and the benchmarks their data sets)."""
+        return self.stack.workdir
 
     @property
     def settings(self) -> Settings:
@@ -51,29 +64,20 @@ class BenchStack:
 
 @contextlib.contextmanager
 def bench_stack(table: str = "BenchRestaurants") -> Iterator[BenchStack]:
-    """Start redis-server and dynalite on free ports, never the machine's shared Redis."""
+    """Start redis-server and dynalite on free ports (never the machine's shared Redis) with a table.
+
+    ``os.environ`` points at them inside the block: the Celery app and the settings read it.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="cachewarm-bench-"))
-    redis_server = start_redis(workdir / "redis")
-    dynalite = start_dynalite(workdir / "dynalite", persist=False)
-    env = {k: v for k, v in os.environ.items() if k not in ("CACHE_REDIS_URL", "REDIS_HOSTNAME")}
-    env.update(REDIS_URL=redis_server.url, AWS_ENDPOINT_URL_DYNAMODB=dynalite.url, AWS_REGION="us-east-1",
-               AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", TABLE_NAME=table,
-               CACHE_KEY_PREFIX=f"b{uuid.uuid4().hex[:6]}")
-    saved = dict(os.environ)
-    # The Celery app and the settings read os.environ: point them at this stack.
-    os.environ.clear()
-    os.environ.update(env)
-    service.reset()
     try:
-        stack = BenchStack(redis_server, dynalite, env, workdir)
-        service.repository(stack.settings).create_table()
-        yield stack
+        with private_stack(workdir) as stack:
+            env = stack.environ(table_name=table, key_prefix=f"b{uuid.uuid4().hex[:6]}")
+            with use_environ(env):
+                bench = BenchStack(stack, env)
+                service.repository(bench.settings).create_table()
+                yield bench
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        service.reset()
-        dynalite.stop()
-        redis_server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def seed(stack: BenchStack, *, restaurants: int, reviews_per_restaurant: int, seed_value: int = 7) -> list[str]:
@@ -95,15 +99,3 @@ def seed(stack: BenchStack, *, restaurants: int, reviews_per_restaurant: int, se
             if item["PK"] == item["SK"] and item["PK"].startswith("REST#"):
                 names.append(item["name"])
     return names
-
-
-def p50(values: list[float]) -> float:
-    """Median."""
-    return statistics.median(values)
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1), linear interpolation."""
-    ordered = sorted(values)
-    cuts = statistics.quantiles(ordered, n=1000, method="inclusive")
-    return cuts[min(998, max(0, round(q * 1000) - 1))]

@@ -1,82 +1,61 @@
 """Shared fixtures: real redis-server, dynalite and celery processes on free ports.
 
-Nothing here touches the machine's shared Redis on 6379. Each test gets its own
-table name and key prefix, so tests sharing a session-wide server never see each
-other's data.
+One private stack (:func:`devstack.private.private_stack`) serves the session;
+nothing here touches the machine's shared Redis on 6379. Each test gets its own
+table name, key prefix and Redis database, in an environment scrubbed of every
+setting, so tests sharing the session's servers never see each other's data.
+Helpers that tests import live in ``tests/support/``.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
+import itertools
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
 from cachewarm import service, settings
-from devstack.localstack import PROJECT_ROOT, Service, start_dynalite, start_redis
+from devstack.localstack import Service
+from devstack.private import PrivateStack, private_stack, use_environ
+from tests.support.celery_procs import CeleryProcess, celery_argv
+from tests.support.cli import run_cli
 
-BIN = Path(sys.executable).parent
-_next_db = 0
-
-
-def _scrubbed_environ() -> dict[str, str]:
-    """The process environment minus every variable our settings read."""
-    names = set(settings.ENV_VARS.values()) | {"AWS_DEFAULT_REGION", "FLOWER_BASIC_AUTH"}
-    return {k: v for k, v in os.environ.items() if k not in names}
+# Databases 1..15 in turn (0 is left alone): a test's Celery queues never meet another test's.
+_databases = itertools.cycle(range(1, 16))
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory) -> Iterator[Service]:
-    """A private redis-server for the whole session."""
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
+def private(tmp_path_factory) -> Iterator[PrivateStack]:
+    """The session's redis-server and in-memory dynalite."""
+    with private_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
-def dynalite(tmp_path_factory) -> Iterator[Service]:
-    """An in-memory dynalite for the whole session."""
-    server = start_dynalite(tmp_path_factory.mktemp("dynalite"), persist=False)
-    yield server
-    server.stop()
+def redis_server(private) -> Service:
+    """The session's private redis-server."""
+    return private.redis
+
+
+@pytest.fixture(scope="session")
+def dynalite(private) -> Service:
+    """The session's in-memory dynalite."""
+    return private.dynalite
 
 
 @pytest.fixture
-def stack_env(redis_server, dynalite, monkeypatch) -> dict[str, str]:
-    """Environment pointing at the session's servers, with a fresh table name and key prefix.
+def stack_env(private) -> Iterator[dict[str, str]]:
+    """This test's environment: the session's servers, a fresh table name, key prefix and Redis database.
 
-    It is applied to ``os.environ`` too, and cached settings and clients are reset.
+    ``os.environ`` is that environment for the test, with the core's wiring reset.
     """
     suffix = uuid.uuid4().hex[:10]
-    # A database of its own per test keeps Celery queues of different tests apart.
-    global _next_db
-    _next_db = _next_db % 15 + 1
-    redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{_next_db}"
-    redis.Redis.from_url(redis_url).flushdb()  # our private server, never the shared one
-    env = _scrubbed_environ()
-    env.update(
-        REDIS_URL=redis_url,
-        AWS_ENDPOINT_URL_DYNAMODB=dynalite.url,
-        AWS_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="local",
-        AWS_SECRET_ACCESS_KEY="local",
-        TABLE_NAME=f"Restaurants-{suffix}",
-        CACHE_KEY_PREFIX=f"t{suffix}",
-    )
-    for name in list(os.environ):
-        if name not in env:
-            monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    service.reset()
-    yield env
-    service.reset()
+    env = private.environ(table_name=f"Restaurants-{suffix}", key_prefix=f"t{suffix}", db=next(_databases))
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()  # our private server, never the shared one
+    with use_environ(env):
+        yield env
 
 
 @pytest.fixture
@@ -94,57 +73,10 @@ def table(live_settings) -> Iterator:
     repo.delete_table(wait=False)
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 120, input: str | None = None):
-    """Run the installed ``cachewarm`` console script as a user would."""
-    return subprocess.run(
-        [str(BIN / "cachewarm"), *args], env=env, capture_output=True, text=True, timeout=timeout,
-        input=input, cwd=PROJECT_ROOT,
-    )
-
-
 @pytest.fixture
 def cli():
     """``cli(*args, env=...)`` runs the console script and returns the CompletedProcess."""
     return run_cli
-
-
-class CeleryProcess:
-    """A real ``celery -A workers <command>`` process."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path):
-        self.argv = argv
-        self.env = env
-        self.log_path = log_path
-        log = open(log_path, "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=PROJECT_ROOT, start_new_session=True,
-        )
-        log.close()
-        self.service = Service(argv[3], "", self.process, log_path)
-
-    def log(self) -> str:
-        """Everything the process printed so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        """Block until ``text`` appears in the log (or fail with the log)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.argv} exited {self.process.returncode}:\n{self.log()[-3000:]}")
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not seen in {timeout}s:\n{self.log()[-3000:]}")
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL if it hangs."""
-        self.service.stop(timeout=20)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group, like an OOM killer or a lost node."""
-        self.service.kill()
 
 
 @pytest.fixture
@@ -153,9 +85,7 @@ def celery_proc(tmp_path) -> Iterator:
     started: list[CeleryProcess] = []
 
     def start(args: list[str], env: dict[str, str], *, name: str | None = None) -> CeleryProcess:
-        argv = [str(BIN / "celery"), "-A", "workers", *args]
-        log_path = tmp_path / f"{name or args[0]}-{len(started)}.log"
-        proc = CeleryProcess(argv, env, log_path)
+        proc = CeleryProcess(celery_argv(*args), env, tmp_path / f"{name or args[0]}-{len(started)}.log")
         started.append(proc)
         return proc
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from devstack.localstack import PROJECT_ROOT, free_port, start_redis
-from tests.integration.test_benchmark_task import seed
+from tests.support.cli import BIN
+from tests.support.items import seed_restaurants
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -99,7 +100,7 @@ def test_anonymous_requests_get_401_and_the_login_lists_the_worker(worker, flowe
         assert status == 200
         return [name for name in json.loads(body) if name.startswith(prefix)]
 
-    assert wait_until(listed, f"worker {prefix}* in /api/workers")
+    assert wait_until(listed, 60, f"worker {prefix}* in /api/workers", interval=0.5)
     assert flower.get("/", auth=(flower.user, flower.password))[0] == 200
     # Loopback only, unless FLOWER_ADDRESS or --address says otherwise (127.0.0.1 is 0100007F).
     assert listening_addresses(flower.port) == {"0100007F"}
@@ -110,8 +111,6 @@ def test_anonymous_requests_get_401_and_the_login_lists_the_worker(worker, flowe
 
 def test_flower_refuses_to_start_without_a_login(stack_env):
     import subprocess
-
-    from tests.conftest import BIN
 
     env = {k: v for k, v in stack_env.items() if not k.startswith("FLOWER_")}
     env["FLOWER_PORT"] = str(free_port())
@@ -133,7 +132,7 @@ def test_browser_logs_in_and_sees_the_worker_and_a_succeeded_benchmark(worker, f
                                                                        tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    seed(table, restaurants=12, reviews=3)
+    seed_restaurants(table, restaurants=12, reviews=3)
     prefix = worker_name(worker)
     shot = tmp_path / "flower.png"
 

@@ -45,7 +45,7 @@ def test_dynalite_survives_a_client_killed_mid_request(tmp_path):
     server = start_dynalite(tmp_path, persist=False)
     try:
         _send_half_a_request_then_reset(int(server.url.rsplit(":", 1)[1]))
-        wait_until(lambda: "went away" in server.log_path.read_text(), "the launcher logging the reset", timeout=5)
+        wait_until(lambda: "went away" in server.log_path.read_text(), 5, "the launcher logging the reset")
         assert server.process.poll() is None
         client = boto3.client("dynamodb", endpoint_url=server.url, region_name="us-east-1",
                               aws_access_key_id="local", aws_secret_access_key="local")

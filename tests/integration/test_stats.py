@@ -13,7 +13,7 @@ from cachewarm.clients import cache_redis
 from cachewarm.keys import KeySchema
 from cachewarm.stats import TaskRuns
 from devstack.localstack import start_redis
-from tests.integration.test_benchmark_task import seed
+from tests.support.items import seed_restaurants
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ SCHEDULED = ("cachewarm.warm_hot", "cachewarm.invalidate_stale", "cachewarm.run_
 
 
 def test_stats_after_reads_a_warm_beat_and_a_benchmark(cli, worker, celery_proc, stack_env, live_settings, table):
-    seed(table, restaurants=12, reviews=3)
+    seed_restaurants(table, restaurants=12, reviews=3)
     warmed = cli("warm", "Bench 000", "Bench 001", "Bench 002", "--wait", "--json", env=stack_env)
     assert warmed.returncode == 0, warmed.stderr
 
@@ -40,7 +40,7 @@ def test_stats_after_reads_a_warm_beat_and_a_benchmark(cli, worker, celery_proc,
         done = {r["task"]: r for r in runs.last_runs() if r["state"] == "SUCCESS"}
         return all(task in done for task in ("cachewarm.warm_hot", "cachewarm.invalidate_stale"))
 
-    wait_until(scheduled_runs_recorded, "warm_hot and invalidate_stale runs recorded by the worker", timeout=120)
+    wait_until(scheduled_runs_recorded, 120, "warm_hot and invalidate_stale runs recorded by the worker", interval=0.5)
     bench = cli("bench", "--sample", "5", "--wait", "--json", env=beat_env, timeout=180)
     assert bench.returncode == 0, bench.stderr
 

@@ -14,8 +14,10 @@ import pytest
 from cachewarm import service
 from cachewarm.cache import NO_VALUE
 from cachewarm.settings import Settings
-from tests.reliability.conftest import batch_put, start_worker, wait_until
+from tests.support.celery_procs import start_worker
 from tests.support.items import restaurant, review
+from tests.support.tables import batch_put
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

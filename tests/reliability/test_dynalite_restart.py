@@ -16,15 +16,10 @@ import pytest
 from cachewarm import service
 from cachewarm.settings import Settings
 from devstack.localstack import start_dynalite
-from tests.reliability.conftest import (
-    celery_app_for,
-    digest,
-    generate,
-    source_items,
-    start_worker,
-    table_items,
-    wait_until,
-)
+from tests.support.celery_procs import celery_app_for, start_worker
+from tests.support.cli import generate
+from tests.support.tables import digest, source_items, table_items
+from tests.support.waiting import wait_until
 from workers.fanout import LoadProgress, make_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

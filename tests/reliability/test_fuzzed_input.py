@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from loaders.errors import EmptyInputError, LoadFailed
 from loaders.pipeline import load_file
-from tests.reliability.conftest import _canonical, table_items
+from tests.support.tables import canonical, table_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -172,7 +172,7 @@ def test_fuzzed_files_every_line_written_or_rejected_with_its_number(live_settin
         stored = items_by_key(table, nonce)
         assert stored.keys() == latest.keys()
         for key, item in latest.items():
-            assert _canonical(stored[key]) == _canonical(item), key
+            assert canonical(stored[key]) == canonical(item), key
         stats["files"] += 1
         stats["lines"] += report.lines
         stats["written"] += report.written

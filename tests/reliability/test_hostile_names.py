@@ -16,8 +16,9 @@ import redis
 from cachewarm import service
 from cachewarm.cache import NO_VALUE
 from cachewarm.settings import Settings
-from tests.reliability.conftest import batch_put, celery_app_for, start_worker
+from tests.support.celery_procs import celery_app_for, start_worker
 from tests.support.items import restaurant
+from tests.support.tables import batch_put
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

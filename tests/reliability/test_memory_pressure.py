@@ -18,8 +18,10 @@ from cachewarm import service
 from cachewarm.batching import chunked
 from cachewarm.model import Summary
 from cachewarm.settings import Settings
-from tests.reliability.conftest import batch_put, celery_app_for, start_worker, wait_until
+from tests.support.celery_procs import celery_app_for, start_worker
 from tests.support.items import restaurant
+from tests.support.tables import batch_put
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

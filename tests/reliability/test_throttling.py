@@ -21,7 +21,8 @@ from devstack.dynamo_proxy import DynamoProxy
 from loaders.errors import StillUnprocessed
 from loaders.validate import parse_line
 from loaders.writer import BatchWriter
-from tests.reliability.conftest import digest, generate, source_items, table_items
+from tests.support.cli import generate
+from tests.support.tables import digest, source_items, table_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from devstack.localstack import free_port
-from tests.reliability.conftest import RedisProc, batch_put, start_worker, wait_until
+from tests.support.celery_procs import start_worker
 from tests.support.items import restaurant, review
+from tests.support.redis_proc import RedisProc
+from tests.support.tables import batch_put
 from tests.support.tls import make_ca_and_server_cert
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

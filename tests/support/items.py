@@ -48,3 +48,13 @@ def seed_items_path():
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return Path(candidates[1])
+
+
+def seed_restaurants(table, restaurants: int = 40, reviews: int = 8) -> None:
+    """``Bench 000``, ``Bench 001``, ... each with ``reviews`` reviews, put straight into the table."""
+    items = []
+    for r in range(restaurants):
+        name = f"Bench {r:03d}"
+        items.append(restaurant(name))
+        items += [review(name, f"{r:03d}{i:037d}", f"2023-01-{i + 1:02d}T00:00:00") for i in range(reviews)]
+    put_items(table, items)

@@ -1,17 +1,24 @@
-"""Polling helpers for tests that wait on real processes."""
+"""The one polling helper for tests that wait on real processes."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
-def wait_until(probe, what: str, timeout: float = 60):
-    """Poll ``probe`` until it returns something truthy (or fail saying ``what``)."""
+def wait_until(probe: Callable[[], T], timeout: float, what: str, *, interval: float = 0.05) -> T:
+    """Call ``probe`` every ``interval`` seconds until it returns something truthy, and return that.
+
+    After ``timeout`` seconds without a truthy value: AssertionError naming ``what``.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout:.0f}s")
-        time.sleep(0.5)
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
