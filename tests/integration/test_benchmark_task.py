@@ -51,7 +51,7 @@ def test_bench_wait_json_plot_then_survives_a_redis_wipe(cli, worker, stack_env,
 def test_celery_call_runs_the_benchmark(worker, stack_env, table, celery_client):
     import subprocess
 
-    from tests.conftest import BIN
+    from tests.support.cli import BIN
 
     seed(table, restaurants=12, reviews=2)
     call = subprocess.run([str(BIN / "celery"), "-A", "workers", "call", "cachewarm.run_benchmark",

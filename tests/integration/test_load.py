@@ -14,7 +14,7 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from devstack.localstack import PROJECT_ROOT, free_port
-from tests.conftest import BIN
+from tests.support.cli import BIN
 from tests.support.items import seed_items_path
 
 pytestmark = pytest.mark.integration

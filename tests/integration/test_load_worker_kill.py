@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_load import _count, _generate
+from tests.support.cli import generate as _generate
+from tests.support.tables import count_items as _count
 
 pytestmark = pytest.mark.integration
 

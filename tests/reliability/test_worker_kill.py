@@ -25,17 +25,11 @@ from cachewarm import service
 from cachewarm.cache import NO_VALUE
 from cachewarm.settings import Settings
 from devstack.dynamo_proxy import DynamoProxy
-from tests.reliability.conftest import (
-    batch_put,
-    celery_app_for,
-    digest,
-    generate,
-    source_items,
-    start_worker,
-    table_items,
-    wait_until,
-)
+from tests.support.celery_procs import celery_app_for, start_worker
+from tests.support.cli import generate
 from tests.support.items import restaurant, review
+from tests.support.tables import batch_put, digest, source_items, table_items
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
