@@ -59,7 +59,7 @@ def test_throttled_load_writes_every_item_within_the_backoff_bounds(rel_env, tab
     botocore_rounds = [i for i in range(len(script)) if i not in loader_rounds]
     botocore_waits = [gaps[i] for i in botocore_rounds]
     backoff = Backoff()
-    ceilings = [min(backoff.cap, backoff.base * 2**n) for n in range(1, len(loader_waits) + 1)]
+    ceilings = [backoff.ceiling(n) for n in range(1, len(loader_waits) + 1)]
     slack = 0.5  # request time and scheduling on a busy 2-core machine
     assert all(w <= c + slack for w, c in zip(loader_waits, ceilings, strict=True)), (loader_waits, ceilings)
     # botocore's standard mode waits random x 1 s x 2^(attempt-1) after a throttle, capped at 20 s.
