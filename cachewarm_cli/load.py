@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from cachewarm_cli.output import console, err_console, print_json, usage_error
-from loaders.pipeline import DEFAULT_THREADS, DEFAULT_WORKERS
+from loaders import DEFAULT_THREADS, DEFAULT_WORKERS
 
 #: ``workers.fanout.CHUNK_LINES``, written out: importing ``workers`` here would
 #: load Celery into every ``cachewarm`` start. tests/unit/shell checks they agree.

@@ -54,7 +54,7 @@ def test_readme_shell_section_names_every_command():
 
 
 def test_load_help_states_the_loaders_and_the_fanouts_real_defaults(runner):
-    from loaders.pipeline import DEFAULT_THREADS, DEFAULT_WORKERS
+    from loaders import DEFAULT_THREADS, DEFAULT_WORKERS
     from workers.fanout import CHUNK_LINES
 
     assert load.CHUNK_LINES_DEFAULT == CHUNK_LINES
