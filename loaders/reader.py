@@ -298,6 +298,38 @@ class _Counting:
 # -- blocks of lines ------------------------------------------------------------
 
 
+class _BlockCursor:
+    """Where a block read stands: bytes left in the range, and the next block's offset, line and index."""
+
+    def __init__(self, stream: Stream, *, start: int, end: int | None, first_line: int):
+        self.stream = stream
+        self.remaining = None if end is None else max(0, end - start)
+        self.offset, self.line_no, self.index = start, first_line, 0
+        self.last_raw = stream.raw_position()
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes, never past the range's end."""
+        if self.remaining is not None:
+            size = min(size, self.remaining)
+        if size <= 0:
+            return b""
+        data = self.stream.read(size)
+        if self.remaining is not None:
+            self.remaining -= len(data)
+        return data
+
+    def block(self, lines: list[bytes | TooLong], nbytes: int) -> Block:
+        """The next block of ``lines`` covering ``nbytes`` decompressed bytes; advance past it."""
+        raw = self.stream.raw_position()
+        source_bytes = (raw - self.last_raw) if self.stream.compressed else nbytes
+        self.last_raw = raw
+        block = Block(self.index, self.offset, self.line_no, lines, nbytes, source_bytes)
+        self.offset += nbytes
+        self.line_no += len(lines)
+        self.index += 1
+        return block
+
+
 def iter_blocks(
     stream: Stream,
     *,
@@ -312,36 +344,10 @@ def iter_blocks(
     The last line may lack its newline. Blank lines are kept (the validator
     rejects them), so every line of the input appears exactly once, numbered.
     """
-    remaining = None if end is None else max(0, end - start)
-
-    def read(size: int) -> bytes:
-        nonlocal remaining
-        if remaining is not None:
-            size = min(size, remaining)
-        if size <= 0:
-            return b""
-        data = stream.read(size)
-        if remaining is not None:
-            remaining -= len(data)
-        return data
-
-    offset, line_no, index = start, first_line, 0
+    cursor = _BlockCursor(stream, start=start, end=end, first_line=first_line)
     carry = b""
-    last_raw = stream.raw_position()
-
-    def make(lines: list[bytes | TooLong], nbytes: int) -> Block:
-        nonlocal offset, line_no, index, last_raw
-        raw = stream.raw_position()
-        source_bytes = (raw - last_raw) if stream.compressed else nbytes
-        last_raw = raw
-        block = Block(index, offset, line_no, lines, nbytes, source_bytes)
-        offset += nbytes
-        line_no += len(lines)
-        index += 1
-        return block
-
     while True:
-        data = read(block_bytes)
+        data = cursor.read(block_bytes)
         at_end = len(data) == 0
         buf = carry + data if carry else data
         if not buf:
@@ -354,8 +360,8 @@ def iter_blocks(
                 if len(buf) <= max_line:
                     carry = buf  # a long line in progress: read on
                     continue
-                too_long, nbytes, carry = _skip_long_line(buf, read)
-                yield make([too_long], nbytes)
+                too_long, nbytes, carry = _skip_long_line(buf, cursor.read)
+                yield cursor.block([too_long], nbytes)
                 continue
             body, carry = buf[: cut + 1], buf[cut + 1:]
         pieces = body.split(b"\n")
@@ -364,7 +370,7 @@ def iter_blocks(
         lines: list[bytes | TooLong] = [
             TooLong(len(piece), piece[:TOO_LONG_HEAD]) if len(piece) > max_line else piece for piece in pieces
         ]
-        yield make(lines, len(body))
+        yield cursor.block(lines, len(body))
         if at_end:
             return
 
