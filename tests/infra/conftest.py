@@ -1,16 +1,10 @@
-"""Fixtures for the infra tests: the CDK app synthesized in-process, once per shape (see infra_support)."""
+"""Fixtures for the infra tests: the CDK app synthesized in-process, once per shape (see tests/support/infra.py)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-# The helpers sit next to this file; make them importable under any --import-mode.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from infra_support import OFFLINE_CONTEXT, Synth, synth
+from tests.support.infra import OFFLINE_CONTEXT, Synth, synth
 
 
 @pytest.fixture(scope="session")

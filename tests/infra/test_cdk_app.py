@@ -219,7 +219,7 @@ def test_removal_policy_retains_in_production_and_destroys_in_demo(offline, demo
 
 
 def test_removal_policy_is_configurable(tmp_path):
-    from infra_support import OFFLINE_CONTEXT, synth
+    from tests.support.infra import OFFLINE_CONTEXT, synth
 
     destroyed = synth({**OFFLINE_CONTEXT, "removalPolicy": "destroy"}, tmp_path)
     destroyed.template.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Delete"})
@@ -412,9 +412,9 @@ def test_nag_runs_at_synth_and_stops_it(tmp_path):
     """An unacknowledged finding fails app.synth() (what `cdk synth` runs), not just a report."""
     import aws_cdk as cdk
     from aws_cdk import aws_secretsmanager as secretsmanager
-    from infra_support import INFRA, OFFLINE_CONTEXT
 
     from cachewarm_infra.app import build_app
+    from tests.support.infra import INFRA, OFFLINE_CONTEXT
 
     context = {**json.loads((INFRA / "cdk.json").read_text())["context"], **OFFLINE_CONTEXT}
     app, stack = build_app(cdk.App(context=context, outdir=str(tmp_path)), environ={})
