@@ -4,7 +4,6 @@ import threading
 import time
 
 import fakeredis
-import pytest
 import redis
 
 from cachewarm.cache import NO_VALUE, CacheAside, CacheEntry, xfetch_due
@@ -34,19 +33,14 @@ def summary(name, version=0, text="first"):
     return Summary({"name": name, "version": version}, [{"id": "1", "review": text}])
 
 
-@pytest.fixture
-def server():
-    return fakeredis.FakeServer()
-
-
-def make(server, repo, **overrides):
+def make(fake_server, repo, **overrides):
     settings = Settings(**{"lease_wait_ms": 2000, **overrides})
-    return CacheAside(fakeredis.FakeRedis(server=server), repo, settings)
+    return CacheAside(fakeredis.FakeRedis(server=fake_server), repo, settings)
 
 
-def test_miss_then_hit(server):
+def test_miss_then_hit(fake_server):
     repo = FakeRepo({"A": summary("A")})
-    engine = make(server, repo)
+    engine = make(fake_server, repo)
     first, second = engine.fetch("A"), engine.fetch("A")
     assert (first.source, first.cache) == ("db", "miss")
     assert (second.source, second.cache) == ("cache", "hit")
@@ -55,9 +49,9 @@ def test_miss_then_hit(server):
     assert first.latency_ms > 0 and second.latency_ms > 0
 
 
-def test_ttl_has_jitter_within_bounds(server):
+def test_ttl_has_jitter_within_bounds(fake_server):
     repo = FakeRepo({f"n{i}": summary(f"n{i}") for i in range(40)})
-    engine = make(server, repo, cache_ttl=1000, cache_ttl_jitter=0.1)
+    engine = make(fake_server, repo, cache_ttl=1000, cache_ttl_jitter=0.1)
     ttls = set()
     for i in range(40):
         engine.fetch(f"n{i}")
@@ -66,9 +60,9 @@ def test_ttl_has_jitter_within_bounds(server):
     assert len(ttls) > 10
 
 
-def test_not_found_is_cached_briefly(server):
+def test_not_found_is_cached_briefly(fake_server):
     repo = FakeRepo()
-    engine = make(server, repo, negative_ttl=30)
+    engine = make(fake_server, repo, negative_ttl=30)
     first, second = engine.fetch("Ghost"), engine.fetch("Ghost")
     assert not first.found and not second.found
     assert second.source == "cache"
@@ -78,20 +72,20 @@ def test_not_found_is_cached_briefly(server):
     assert engine.peek("Other") is NO_VALUE
 
 
-def test_cache_down_falls_back_to_db(server):
+def test_cache_down_falls_back_to_db(fake_server):
     repo = FakeRepo({"A": summary("A")})
-    engine = make(server, repo)
-    server.connected = False
+    engine = make(fake_server, repo)
+    fake_server.connected = False
     result = engine.fetch("A")
     assert (result.source, result.cache, result.found) == ("db", "unavailable", True)
     # The breaker skips the cache for a while instead of paying a timeout per read.
-    server.connected = True
+    fake_server.connected = True
     assert engine.fetch("A").cache == "unavailable"
 
 
-def test_every_key_has_a_ttl(server):
+def test_every_key_has_a_ttl(fake_server):
     repo = FakeRepo({"A": summary("A")})
-    engine = make(server, repo)
+    engine = make(fake_server, repo)
     engine.fetch("A")
     engine.fetch("missing")
     engine.invalidate("A", min_version=3)
@@ -100,10 +94,10 @@ def test_every_key_has_a_ttl(server):
         assert engine.redis.pttl(key) > 0, key
 
 
-def test_single_flight_across_threads(server):
+def test_single_flight_across_threads(fake_server):
     repo = FakeRepo({"A": summary("A")})
     repo.gate = threading.Event()
-    engine = make(server, repo)
+    engine = make(fake_server, repo)
     results = []
     threads = [threading.Thread(target=lambda: results.append(engine.fetch("A"))) for _ in range(8)]
     for t in threads:
@@ -118,39 +112,39 @@ def test_single_flight_across_threads(server):
     assert all(r.found for r in results)
 
 
-def test_stale_set_is_refused_after_invalidation(server):
+def test_stale_set_is_refused_after_invalidation(fake_server):
     """A reader that loaded old data before a write must not cache it after the write."""
     repo = FakeRepo({"A": summary("A", version=0, text="old")})
     repo.gate = threading.Event()
-    slow = make(server, repo)
+    slow = make(fake_server, repo)
     out = []
     reader = threading.Thread(target=lambda: out.append(slow.fetch("A")))
     reader.start()
     assert repo.entered.wait(5)  # the slow reader holds the old data
     repo.data["A"] = summary("A", version=1, text="new")  # the writer's transaction
-    writer = make(server, FakeRepo())
+    writer = make(fake_server, FakeRepo())
     writer.invalidate("A", min_version=1)  # delete on write
     repo.gate.set()
     reader.join()
     assert out[0].summary.reviews[0]["review"] == "old"  # the reader itself saw the old data...
     assert slow.peek("A") is NO_VALUE  # ...but did not cache it
     repo.gate = None
-    fresh = make(server, repo).fetch("A")
+    fresh = make(fake_server, repo).fetch("A")
     assert fresh.source == "db" and fresh.summary.reviews[0]["review"] == "new"
 
 
-def test_floor_refuses_an_old_version_read_after_invalidation(server):
+def test_floor_refuses_an_old_version_read_after_invalidation(fake_server):
     # An eventually consistent index may still return version 0 after the write.
     repo = FakeRepo({"A": summary("A", version=0)})
-    engine = make(server, repo)
+    engine = make(fake_server, repo)
     engine.invalidate("A", min_version=1)
     result = engine.fetch("A")
     assert result.source == "db"
     assert engine.peek("A") is NO_VALUE
 
 
-def test_store_many_respects_floor_and_counts(server):
-    engine = make(server, FakeRepo())
+def test_store_many_respects_floor_and_counts(fake_server):
+    engine = make(fake_server, FakeRepo())
     engine.invalidate("B", min_version=2)
     stored = engine.store_many([("A", summary("A"), 0.01), ("B", summary("B", version=1), 0.01),
                                 ("C", None, 0.01)])
@@ -168,10 +162,10 @@ def test_xfetch_probability_rises_near_expiry():
     assert near > 30
 
 
-def test_hot_keys_rank_and_decay(server):
+def test_hot_keys_rank_and_decay(fake_server):
     repo = FakeRepo({n: summary(n) for n in "ABC"})
     now = [1_000_000.0]
-    engine = CacheAside(fakeredis.FakeRedis(server=server), repo, Settings(), clock=lambda: now[0])
+    engine = CacheAside(fakeredis.FakeRedis(server=fake_server), repo, Settings(), clock=lambda: now[0])
     for _ in range(5):
         engine.fetch("A")
     engine.flush()
@@ -185,9 +179,9 @@ def test_hot_keys_rank_and_decay(server):
     assert ranked == ["B", "A", "C"]
 
 
-def test_read_tallies_ride_on_reads_without_extra_round_trips(server):
+def test_read_tallies_ride_on_reads_without_extra_round_trips(fake_server):
     repo = FakeRepo({"A": summary("A")})
-    engine = make(server, repo)
+    engine = make(fake_server, repo)
     engine.fetch("A")  # miss: the first read of a process flushes its tally at once
     calls = []
     original = engine.redis.execute_command
@@ -200,19 +194,19 @@ def test_read_tallies_ride_on_reads_without_extra_round_trips(server):
     assert engine.hot.top(1, time.time())[0] == ("A", 21.0)
 
 
-def test_redis_errors_other_than_transport_do_not_escape(server):
+def test_redis_errors_other_than_transport_do_not_escape(fake_server):
     class Broken(fakeredis.FakeRedis):
         def pipeline(self, *a, **k):
             raise redis.exceptions.ResponseError("OOM command not allowed")
 
     repo = FakeRepo({"A": summary("A")})
-    engine = CacheAside(Broken(server=server), repo, Settings())
+    engine = CacheAside(Broken(server=fake_server), repo, Settings())
     assert engine.fetch("A").cache == "unavailable"
 
 
-def test_invalidate_many_is_one_round_trip(server):
+def test_invalidate_many_is_one_round_trip(fake_server):
     repo = FakeRepo({n: summary(n) for n in "ABC"})
-    engine = make(server, repo)
+    engine = make(fake_server, repo)
     for name in "ABC":
         engine.fetch(name)
     engine.redis.ping()
@@ -238,11 +232,11 @@ def test_invalidate_many_is_one_round_trip(server):
     assert engine.metrics.window(60)["invalidations"] == 4
 
 
-def test_a_waiter_polls_within_the_backoff_bounds_and_gives_up_at_its_deadline(server, monkeypatch):
+def test_a_waiter_polls_within_the_backoff_bounds_and_gives_up_at_its_deadline(fake_server, monkeypatch):
     from cachewarm.cache import LEASE_POLL
 
     repo = FakeRepo({"A": summary("A")})
-    engine = make(server, repo, lease_wait_ms=200)
+    engine = make(fake_server, repo, lease_wait_ms=200)
     engine.redis.set(engine.keys.lease("A"), "another-filler", px=10_000)  # a fill that never ends
     slept = []
     real_sleep = time.sleep

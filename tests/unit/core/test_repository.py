@@ -1,8 +1,6 @@
 """The repository against moto: schema, and the 5-newest-reviews read model."""
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from cachewarm.errors import TableNotFoundError, ThrottledError
 from cachewarm.repository import RestaurantRepository
@@ -10,17 +8,6 @@ from cachewarm.schema import BILLING_MODE, create_table_request
 from tests.support.items import put_items
 from tests.support.items import restaurant as make_restaurant
 from tests.support.items import review as make_review
-
-
-@pytest.fixture
-def repo(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        repo = RestaurantRepository(client, "Restaurants")
-        assert repo.create_table() is True
-        yield repo
 
 
 def put(repo, item):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import fakeredis
 import pytest
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
@@ -25,11 +24,6 @@ from cachewarm.stats import (
 
 NOW = 1_800_000_000.0  # a fixed instant, on a minute boundary plus 30 s
 KEYS = KeySchema("cw")
-
-
-@pytest.fixture
-def r():
-    return fakeredis.FakeRedis()
 
 
 def put_bucket(r, minutes_ago: int, **counters):

@@ -9,9 +9,7 @@ import fakeredis
 import pytest
 import redis
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
-import cachewarm
 from cachewarm.backoff import Backoff
 from cachewarm.cache import NO_VALUE, CacheAside
 from cachewarm.errors import TableNotFoundError
@@ -168,19 +166,6 @@ def test_invalidator_counts_what_it_could_not_do_and_stops_trying():
 
 
 # -- whole loads on moto ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def moto_settings(monkeypatch, tmp_path):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.chdir(tmp_path)  # default rejects/checkpoint paths land here
-    cachewarm.reset()
-    with mock_aws():
-        settings = Settings(aws_region="us-east-1", table_name=TABLE, redis_url="redis://127.0.0.1:1/0")
-        RestaurantRepository(boto3.client("dynamodb", region_name="us-east-1"), TABLE).create_table()
-        yield settings
-    cachewarm.reset()
 
 
 @pytest.fixture

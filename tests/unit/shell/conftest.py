@@ -1,32 +1,14 @@
 """Shell tests: commands imported from their modules and run with typer's CliRunner.
 
-Every test starts from an environment without the project's settings (so the
-defaults apply and nothing points at a real stack) and with forgotten wiring.
+The clean environment and forgotten wiring come from tests/unit/conftest.py.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
-
-import cachewarm
-from cachewarm.settings import ENV_VARS
-
-
-@pytest.fixture(autouse=True)
-def clean_settings(monkeypatch) -> Iterator[None]:
-    """No project setting from the caller's environment; settings and clients rebuilt per test."""
-    for name in (*ENV_VARS.values(), "AWS_DEFAULT_REGION", "REDIS_HOSTNAME", "FLOWER_BASIC_AUTH"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    cachewarm.reset()
-    yield
-    cachewarm.reset()
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ import inspect
 import json
 import re
 
-import boto3
 import fakeredis
 import pytest
 import typer
-from moto import mock_aws
 
 import cachewarm_cli
 from cachewarm_cli import bench, demo, load, read, stack, stats, table, warm, write
@@ -124,12 +122,11 @@ def test_an_unexpected_error_is_one_line_without_traceback(run_main, monkeypatch
 
 
 @pytest.fixture
-def local_services(monkeypatch):
+def local_services(monkeypatch, moto_dynamodb, fake_server):
     """DynamoDB is moto, the cache is fakeredis: the commands run unchanged on top."""
-    server = fakeredis.FakeServer()
-    monkeypatch.setattr("cachewarm.service.cache_redis", lambda settings=None: fakeredis.FakeRedis(server=server))
-    with mock_aws():
-        yield boto3.client("dynamodb", region_name="us-east-1")
+    monkeypatch.setattr("cachewarm.service.cache_redis",
+                        lambda settings=None: fakeredis.FakeRedis(server=fake_server))
+    return moto_dynamodb
 
 
 def test_table_get_and_invalidate_on_moto_and_fakeredis(runner, local_services):

@@ -5,18 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import fakeredis
-import pytest
-
 from cachewarm.settings import Settings
 from workers.beat_schedule import beat_schedule, describe_schedule
 
 NOW = 1_800_000_000.0  # a fixed instant, on a minute boundary plus 30 s
-
-
-@pytest.fixture
-def r():
-    return fakeredis.FakeRedis()
 
 
 def store_redbeat_entry(r, prefix, name, task, schedule, last_run_at, runs, due):

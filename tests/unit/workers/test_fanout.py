@@ -16,29 +16,13 @@ from pathlib import Path
 import boto3
 import fakeredis
 import pytest
-from moto import mock_aws
 
-from cachewarm import service
-from cachewarm.settings import Settings
 from loaders.errors import EmptyInputError
 from loaders.report import read_rejects
 from workers import fanout
 from workers.fanout import LoadProgress, ProgressPublisher, make_plan, merge, merge_rejects, part_path, run_chunk
 
 TABLE = "Restaurants"
-
-
-@pytest.fixture
-def moto_settings(monkeypatch, tmp_path):
-    """A moto DynamoDB with the table; the cache at an address nobody listens on."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    service.reset()
-    with mock_aws():
-        settings = Settings(aws_region="us-east-1", table_name=TABLE, redis_url="redis://127.0.0.1:1/0")
-        service.repository(settings).create_table()
-        yield settings
-    service.reset()
 
 
 def table_count() -> int:
