@@ -7,22 +7,13 @@ import json
 import pytest
 import redis
 
-from tests.support.items import put_items, restaurant, review
+from tests.support.items import seed_restaurants
 
 pytestmark = pytest.mark.integration
 
 
-def seed(table, restaurants=40, reviews=8):
-    items = []
-    for r in range(restaurants):
-        name = f"Bench {r:03d}"
-        items.append(restaurant(name))
-        items += [review(name, f"{r:03d}{i:037d}", f"2023-01-{i + 1:02d}T00:00:00") for i in range(reviews)]
-    put_items(table, items)
-
-
 def test_bench_wait_json_plot_then_survives_a_redis_wipe(cli, worker, stack_env, table, tmp_path):
-    seed(table)
+    seed_restaurants(table)
     png = tmp_path / "out.png"
     result = cli("bench", "--sample", "10", "--wait", "--json", "--plot", str(png), env=stack_env, timeout=180)
     assert result.returncode == 0, result.stderr
@@ -53,7 +44,7 @@ def test_celery_call_runs_the_benchmark(worker, stack_env, table, celery_client)
 
     from tests.support.cli import BIN
 
-    seed(table, restaurants=12, reviews=2)
+    seed_restaurants(table, restaurants=12, reviews=2)
     call = subprocess.run([str(BIN / "celery"), "-A", "workers", "call", "cachewarm.run_benchmark",
                            "--kwargs", '{"sample": 5}'], env=stack_env, capture_output=True, text=True, timeout=60)
     assert call.returncode == 0, call.stderr

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from boto3.dynamodb.types import TypeDeserializer
 
 from devstack.localstack import PROJECT_ROOT, free_port
 from tests.support.cli import BIN
+from tests.support.cli import generate as _generate
 from tests.support.items import seed_items_path
+from tests.support.tables import count_items as _count
+from tests.support.tables import table_items
 
 pytestmark = pytest.mark.integration
 
@@ -44,34 +46,8 @@ BAD_LINES: dict[int, bytes] = {
 }
 
 
-def _count(repo) -> int:
-    total, kwargs = 0, {"TableName": repo.table_name, "Select": "COUNT"}
-    while True:
-        page = repo.client.scan(**kwargs)
-        total += page["Count"]
-        if "LastEvaluatedKey" not in page:
-            return total
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def _items(repo) -> dict[tuple[str, str], dict]:
-    deserialize = TypeDeserializer().deserialize
-    out, kwargs = {}, {"TableName": repo.table_name}
-    while True:
-        page = repo.client.scan(**kwargs)
-        for raw in page["Items"]:
-            item = {k: deserialize(v) for k, v in raw.items()}
-            out[(item["PK"], item["SK"])] = item
-        if "LastEvaluatedKey" not in page:
-            return out
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _generate(cli, env, path: Path, restaurants: int, reviews: int = 20, seed: int = 7) -> int:
-    done = cli("generate", "-o", str(path), "--restaurants", str(restaurants), "--reviews-per-restaurant",
-               str(reviews), "--seed", str(seed), env=env)
-    assert done.returncode == 0, done.stderr
-    return sum(1 for _ in path.open("rb"))
+    return {(item["PK"], item["SK"]): item for item in table_items(repo)}
 
 
 @pytest.fixture
