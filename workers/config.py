@@ -43,6 +43,18 @@ def _restore_interval(visibility_timeout: int) -> int:
     return max(1, min(10, visibility_timeout // 100))
 
 
+def _sweep_mutex_expire(visibility_timeout: int) -> int:
+    """Seconds a sweep's mutex outlives a worker that died holding it.
+
+    kombu takes a mutex in Redis around each sweep (``unacked_mutex_expire``, default
+    300 s). A worker SIGKILLed mid-sweep leaves it behind, and until it expires no
+    other worker sweeps: redelivery of every lost task waits. 300 s is kept for the
+    default timeout; a short timeout gets a mutex no longer than half of it (a sweep
+    itself takes milliseconds: at most ``unacked_restore_limit`` messages).
+    """
+    return max(2, min(300, visibility_timeout // 2))
+
+
 def _tls_options(url: str) -> dict[str, Any] | None:
     """Certificate checks for a ``rediss://`` URL that does not spell them out.
 
@@ -73,6 +85,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout,
             "unacked_restore_interval": _restore_interval(settings.broker_visibility_timeout),
+            "unacked_mutex_expire": _sweep_mutex_expire(settings.broker_visibility_timeout),
             "socket_timeout": 10,
             "socket_connect_timeout": 10,
             "health_check_interval": 25,

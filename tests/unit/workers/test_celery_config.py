@@ -67,3 +67,13 @@ def test_optional_reload_entry():
                                             "LOAD_SCHEDULE_FILE": "s3://bucket/items.jsonl.gz"}))["beat_schedule"]
     assert beat["reload"]["task"] == "cachewarm.bulk_load"
     assert beat["reload"]["kwargs"] == {"path": "s3://bucket/items.jsonl.gz"}
+
+
+def test_redelivery_sweeps_follow_the_visibility_timeout():
+    # A worker killed while it held kombu's sweep mutex must not block redelivery for longer
+    # than the timeout itself; the default timeout keeps kombu's own 300 s and 10 s sweeps.
+    default = celery_config(Settings())["broker_transport_options"]
+    assert (default["visibility_timeout"], default["unacked_mutex_expire"], default["unacked_restore_interval"]) \
+        == (3600, 300, 10)
+    short = celery_config(Settings.from_env({"BROKER_VISIBILITY_TIMEOUT_SECONDS": "8"}))["broker_transport_options"]
+    assert short["unacked_mutex_expire"] <= 4 and short["unacked_restore_interval"] == 1
