@@ -10,6 +10,9 @@ Correctness under concurrency (see :mod:`cachewarm.scripts`):
 * single-flight: a miss takes a lease; concurrent missers (threads or
   processes) poll briefly for the holder's value instead of reading DynamoDB;
 * no stale sets: only the lease holder may fill, and a write voids the lease;
+* hold-off: after a change-feed invalidation (a write by another application),
+  reads are served from DynamoDB but not stored for ``change_hold_off_ms``,
+  longer than the global index's lag;
 * refresh-ahead: XFetch (Vattani et al., VLDB 2015) lets one reader recompute a
   hot value shortly before it expires, so hot keys never go cold.
 """
@@ -38,6 +41,7 @@ from cachewarm.settings import Settings
 
 if TYPE_CHECKING:
     import redis
+    from redis.client import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -197,17 +201,23 @@ class CacheAside:
         Errors propagate: a writer must know when invalidation failed.
         """
         removed = self._invalidate(
-            keys=[self.keys.summary(name), self.keys.lease(name), self.keys.floor(name)],
-            args=["" if min_version is None else int(min_version), self._floor_ttl_ms()],
+            keys=self._invalidation_keys(name),
+            args=["" if min_version is None else int(min_version), self._floor_ttl_ms(), 0],
         )
         self.metrics.incr("invalidations")
         return bool(removed)
 
-    def invalidate_many(self, names: Iterable[str]) -> int:
+    def invalidate_many(
+        self, names: Iterable[str], *, hold_off_ms: int = 0, also: Callable[[Pipeline], None] | None = None,
+    ) -> int:
         """Invalidate several names in one round trip (a pipeline of the same atomic script).
 
         Write-around for bulk loads: no floor is raised, since loaded items carry
-        no version. Returns how many values were removed.
+        no version. The change feed passes ``hold_off_ms``: for that long no fill
+        of these names is stored (the writer's version is unknown to us, and the
+        index may lag). ``also(pipe)`` queues the caller's own bookkeeping on
+        the same round trip. Returns how many values were removed; a Redis error
+        propagates (the caller must know the invalidation did not happen).
         """
         from redis.exceptions import NoScriptError
 
@@ -218,10 +228,12 @@ class CacheAside:
             # EVALSHA directly: a Script object in a pipeline costs an extra SCRIPT EXISTS round trip.
             pipe = self.redis.pipeline(transaction=False)
             for name in names:
-                pipe.evalsha(self._invalidate.sha, 3, self.keys.summary(name), self.keys.lease(name),
-                             self.keys.floor(name), "", self._floor_ttl_ms())
+                pipe.evalsha(self._invalidate.sha, 4, *self._invalidation_keys(name),
+                             "", self._floor_ttl_ms(), int(hold_off_ms))
             if attempt == 0:  # counted once, even if the scripts must be loaded and sent again
                 self.metrics.queue_incr(pipe, {"invalidations": len(names)})
+                if also is not None:
+                    also(pipe)
             results = pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in results):
                 break
@@ -245,8 +257,8 @@ class CacheAside:
         args: list[Any] = [RETENTION_SECONDS]
         for name, summary, delta in summaries:
             entry, ttl_ms = self._entry(summary, delta)
-            keys += [self.keys.summary(name), self.keys.lease(name), self.keys.floor(name)]
-            args += [entry.encode(), ttl_ms, entry.version]
+            keys += [self.keys.summary(name), self.keys.lease(name), self.keys.floor(name), self.keys.hold(name)]
+            args += [entry.encode(), ttl_ms, entry.version, ""]
         if len(keys) == 1:
             return 0
         from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
@@ -301,7 +313,8 @@ class CacheAside:
         polls = 0
         while True:
             got = self._acquire(
-                keys=[self.keys.summary(name), self.keys.lease(name), self.metrics.bucket_key(time.time())],
+                keys=[self.keys.summary(name), self.keys.lease(name), self.metrics.bucket_key(time.time()),
+                      self.keys.hold(name)],
                 args=[token, self.settings.lease_ms, RETENTION_SECONDS],
             )
             if got[0] == 1:
@@ -309,6 +322,8 @@ class CacheAside:
                 return self._result(name, entry.summary, "cache", start, WAITED if polls else HIT)
             if got[0] == 2:
                 return self._fill_with_lease(name, token, start, MISS)
+            if got[0] == 3:  # hold-off after a change-feed invalidation: serve, do not store
+                return self._from_db(name, start, MISS)
             # Another caller is filling: wait for its value rather than read DynamoDB too.
             if not polls:
                 self.metrics.incr("waits")
@@ -337,7 +352,7 @@ class CacheAside:
             # One round trip: the fill and its counters.
             self._fill(
                 keys=[self.keys.summary(name), self.keys.lease(name), self.keys.floor(name),
-                      self.metrics.bucket_key(time.time())],
+                      self.metrics.bucket_key(time.time()), self.keys.hold(name)],
                 args=[token, entry.encode(), ttl_ms, entry.version, int(delta * 1e6), RETENTION_SECONDS],
             )
         except self._redis_errors as exc:
@@ -357,6 +372,10 @@ class CacheAside:
             expires_at=self.clock() + ttl,
         )
         return entry, max(1, int(ttl * 1000))
+
+    def _invalidation_keys(self, name: str) -> list[str]:
+        """KEYS of the INVALIDATE script for one name."""
+        return [self.keys.summary(name), self.keys.lease(name), self.keys.floor(name), self.keys.hold(name)]
 
     def _floor_ttl_ms(self) -> int:
         # The floor must outlive any value that could still be filled from an old read.

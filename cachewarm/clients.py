@@ -73,6 +73,30 @@ def dynamodb_client(settings: Settings | None = None, *, validate_parameters: bo
     return _cached(("dynamodb", settings, validate_parameters), build)
 
 
+def streams_client(settings: Settings | None = None) -> Any:
+    """A boto3 DynamoDB Streams client (``AWS_ENDPOINT_URL_DYNAMODB_STREAMS``; unset means AWS)."""
+    settings = settings or get_settings()
+
+    def build() -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            region_name=settings.aws_region,
+            retries={"mode": "standard", "total_max_attempts": settings.dynamodb_max_attempts},
+            connect_timeout=settings.dynamodb_timeout,
+            read_timeout=settings.dynamodb_timeout,
+        )
+        kwargs: dict[str, Any] = {"config": config}
+        if settings.streams_endpoint:
+            kwargs["endpoint_url"] = settings.streams_endpoint
+            if boto3.session.Session().get_credentials() is None:
+                kwargs.update(LOCAL_CREDENTIALS)
+        return boto3.session.Session().client("dynamodbstreams", **kwargs)
+
+    return _cached(("dynamodbstreams", settings), build)
+
+
 def redis_client(url: str, *, timeout: float, retries: int = 1) -> redis.Redis:
     """A redis-py client for ``url`` with bounded socket timeouts.
 

@@ -12,6 +12,7 @@ Layout (``cw`` is the configurable prefix, ``v1`` the schema version)::
     cw:v1:sum:<name>     the cached summary (JSON), always with a TTL
     cw:v1:lease:<name>   the fill lease token, with a millisecond TTL
     cw:v1:floor:<name>   minimum restaurant version a fill may store (set on write)
+    cw:v1:hold:<name>    present while fills may not be stored (after a change-feed invalidation)
     cw:v1:hot:<bucket>   sorted set of read counts for one time bucket
     cw:v1:stats:*        counters
 
@@ -72,6 +73,10 @@ class KeySchema:
     def floor(self, name: str) -> str:
         """Key holding the lowest version a fill may store for a name."""
         return f"{self.root}floor:{encode_name(name)}"
+
+    def hold(self, name: str) -> str:
+        """Key that, while it exists, stops fills of a name from being stored (the change feed's hold-off)."""
+        return f"{self.root}hold:{encode_name(name)}"
 
     def hot_bucket(self, bucket: int) -> str:
         """Sorted set of read counts for one time bucket."""

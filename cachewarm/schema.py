@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.literals import BillingModeType, ProjectionTypeType, ScalarAttributeTypeType
+    from mypy_boto3_dynamodb.literals import (
+        BillingModeType,
+        ProjectionTypeType,
+        ScalarAttributeTypeType,
+        StreamViewTypeType,
+    )
     from mypy_boto3_dynamodb.type_defs import CreateTableInputTypeDef, KeySchemaElementTypeDef
 
 
@@ -49,6 +54,9 @@ TABLE_KEY = KeySchema("PK", "SK")
 #: A restaurant and all its reviews share the GSI1 partition ``REST#<name>`` (see cachewarm.repository).
 GSI1 = Index("GSI1", KeySchema("GSI1PK", "GSI1SK"))
 INDEXES: tuple[Index, ...] = (GSI1,)
+#: The change feed (cachewarm.change_capture) needs only the keys: every item's keys name its restaurant
+#: (a restaurant's PK and SK are REST#<name>; a review's SK is REST#<restaurant>).
+STREAM_VIEW_TYPE: StreamViewTypeType = "KEYS_ONLY"
 #: Every key attribute of the table and its indexes, in declaration order.
 KEY_ATTRIBUTES: tuple[str, ...] = (*TABLE_KEY.attributes, *(a for index in INDEXES for a in index.key.attributes))
 
@@ -74,4 +82,5 @@ def create_table_request(table_name: str) -> CreateTableInputTypeDef:
             for index in INDEXES
         ],
         "BillingMode": BILLING_MODE,
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE},
     }

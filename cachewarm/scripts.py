@@ -5,7 +5,10 @@ lease per key; only the lease holder may fill; a delete (invalidation) voids the
 lease, so a reader that loaded old data before a write can never store it after
 the write's invalidation. The version floor covers what a lease cannot: a
 reader that starts after the invalidation but still reads an old version from an
-eventually consistent index.
+eventually consistent index. Writes made by other applications carry no version
+we know of, so their invalidations (from the table's change feed) set a short
+hold-off instead: while the hold key lives, reads go to DynamoDB and nothing is
+stored, which outlasts the index's lag.
 """
 
 from __future__ import annotations
@@ -14,17 +17,25 @@ from __future__ import annotations
 #
 # KEYS[1] summary key
 # KEYS[2] lease key
-# KEYS[3] stats hash of the current minute (counts "misses")
+# KEYS[3] stats hash of the current minute (counts "misses", "refused_hold")
+# KEYS[4] hold-off key (exists for a while after a change-feed invalidation)
 # ARGV[1] lease token (random, unique per attempt)
 # ARGV[2] lease time to live, in milliseconds
 # ARGV[3] stats hash time to live, in seconds
 #
 # Returns {1, value} if the value appeared meanwhile, {2} if we now hold the
-# lease, {0} if someone else holds it.
+# lease, {0} if someone else holds it, {3} during a hold-off (read DynamoDB,
+# store nothing: the index may still hold the data from before the write).
 ACQUIRE = """
 local value = redis.call('GET', KEYS[1])
 if value then
   return {1, value}
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HINCRBY', KEYS[3], 'misses', 1)
+  redis.call('HINCRBY', KEYS[3], 'refused_hold', 1)
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  return {3}
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('HINCRBY', KEYS[3], 'misses', 1)
@@ -40,6 +51,7 @@ return {0}
 # KEYS[2] lease key
 # KEYS[3] version floor key
 # KEYS[4] stats hash of the current minute
+# KEYS[5] hold-off key
 # ARGV[1] lease token
 # ARGV[2] value (serialized summary)
 # ARGV[3] time to live, in milliseconds (always > 0: every cache key expires)
@@ -49,7 +61,8 @@ return {0}
 #
 # Returns 1 when stored ("fills"), 0 when the lease is gone or not ours
 # (invalidated or expired: "refused_lease"), -1 when the value is older than
-# the floor a writer set ("refused_floor").
+# the floor a writer set ("refused_floor"), -2 during a change feed's hold-off
+# ("refused_hold"; an early refresh can hold a lease taken after the hold began).
 FILL = """
 local outcome = 1
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
@@ -59,11 +72,13 @@ else
   local floor = redis.call('GET', KEYS[3])
   if floor and tonumber(ARGV[4]) < tonumber(floor) then
     outcome = -1
+  elseif redis.call('EXISTS', KEYS[5]) == 1 then
+    outcome = -2
   else
     redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   end
 end
-local counter = {[1] = 'fills', [0] = 'refused_lease', [-1] = 'refused_floor'}
+local counter = {[1] = 'fills', [0] = 'refused_lease', [-1] = 'refused_floor', [-2] = 'refused_hold'}
 redis.call('HINCRBY', KEYS[4], counter[outcome], 1)
 redis.call('HINCRBY', KEYS[4], 'fill_us', ARGV[5])
 redis.call('EXPIRE', KEYS[4], ARGV[6])
@@ -71,24 +86,26 @@ return outcome
 """
 
 # Replace values we computed without a lease (bulk warm), unless a writer's
-# floor says they are old. One call stores a whole chunk: one round trip.
+# floor says they are old or a change feed's hold-off is on. One call stores a
+# whole chunk: one round trip.
 #
 # KEYS[1]     stats hash of the current minute (counts "fills")
-# KEYS[3i-1], KEYS[3i], KEYS[3i+1]  summary, lease and floor keys of entry i
+# KEYS[4i-2], KEYS[4i-1], KEYS[4i], KEYS[4i+1]  summary, lease, floor and hold-off keys of entry i
 # ARGV[1]     stats hash time to live, in seconds
-# ARGV[3i-1]  value of entry i
-# ARGV[3i]    time to live in milliseconds of entry i
-# ARGV[3i+1]  version of entry i
+# ARGV[4i-2]  value of entry i
+# ARGV[4i-1]  time to live in milliseconds of entry i
+# ARGV[4i]    version of entry i
+# ARGV[4i+1]  unused (keeps ARGV aligned with KEYS)
 #
 # A live lease is left alone: its holder fills with data at least as new, and
 # overwriting would let an in-flight reader's lease check pass on our value.
 # Returns the number of entries stored.
 WARM = """
 local stored = 0
-for i = 2, #KEYS, 3 do
+for i = 2, #KEYS, 4 do
   local floor = redis.call('GET', KEYS[i + 2])
   local version = tonumber(ARGV[i + 2])
-  if (not floor or version >= tonumber(floor)) and redis.call('EXISTS', KEYS[i + 1]) == 0 then
+  if (not floor or version >= tonumber(floor)) and redis.call('EXISTS', KEYS[i + 1], KEYS[i + 3]) == 0 then
     redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[i + 1])
     stored = stored + 1
   end
@@ -100,18 +117,25 @@ end
 return stored
 """
 
-# Invalidate one name: drop the value and void any lease; optionally raise the floor.
+# Invalidate one name: drop the value and void any lease; optionally raise the
+# floor (a write of ours, whose version we know) or start a hold-off (a write
+# seen in the change feed, whose version we do not know).
 #
 # KEYS[1] summary key
 # KEYS[2] lease key
 # KEYS[3] version floor key
+# KEYS[4] hold-off key
 # ARGV[1] new floor version, or '' for none
 # ARGV[2] floor time to live, in milliseconds
+# ARGV[3] hold-off in milliseconds, or 0 for none
 #
 # Returns 1 if a value was removed, else 0.
 INVALIDATE = """
 local removed = redis.call('UNLINK', KEYS[1])
 redis.call('DEL', KEYS[2])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
+end
 if ARGV[1] ~= '' then
   local floor = tonumber(redis.call('GET', KEYS[3]) or '-1')
   if tonumber(ARGV[1]) > floor then

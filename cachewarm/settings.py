@@ -222,6 +222,18 @@ class Settings:
     # botocore's own variable; None means real AWS.
     dynamodb_endpoint: str | None = setting(None, "AWS_ENDPOINT_URL_DYNAMODB", "a local DynamoDB endpoint",
                                             check=_http_url)
+    # botocore's own variable for the Streams endpoint; None means real AWS. The local
+    # stack points it at the dynalite launcher, which serves the Streams API too.
+    streams_endpoint: str | None = setting(None, "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+                                           "a local DynamoDB Streams endpoint", check=_http_url)
+    # Where the change-feed Lambda finds the cache's AUTH token (Secrets Manager); it is
+    # spliced into the Redis URLs at cold start. The containers get it from their entrypoint.
+    redis_auth_secret_arn: str | None = setting(None, "REDIS_AUTH_SECRET_ARN",
+                                                "secret holding the Redis AUTH token (the Lambda)")
+    # The local change-feed poller's pause between empty GetRecords calls (AWS Lambda
+    # polls a shard four times a second).
+    feed_poll_seconds: float = setting(0.25, "FEED_POLL_SECONDS", "pause between empty polls of the local feed",
+                                       minimum=0.01, maximum=60)
     # Region for DynamoDB; dynalite ignores it but botocore insists on one.
     aws_region: str = setting("us-east-1", "AWS_REGION", "DynamoDB's region", fallback="AWS_DEFAULT_REGION")
     table_name: str = setting("Restaurants", "TABLE_NAME", "the DynamoDB table", check=_table_name)
@@ -248,6 +260,13 @@ class Settings:
     # DynamoDB themselves without filling.
     lease_wait_ms: int = setting(2000, "CACHE_LEASE_WAIT_MS", "how long a misser waits for the lease holder",
                                  minimum=0)
+    # After an invalidation that came from the table's change feed, fills are served
+    # but not stored for this long: GSI1 is eventually consistent on AWS, so a fill
+    # that starts right after the invalidation can still read the old reviews. Must
+    # exceed the index's lag (typically well under a second); 0 turns it off.
+    change_hold_off_ms: int = setting(2000, "CACHE_CHANGE_HOLD_OFF_MS",
+                                      "after a change-feed invalidation, fills are not stored this long",
+                                      minimum=0, maximum=60_000)
     # Namespace for every key we own; SCAN only ever matches below it.
     key_prefix: str = setting("cw", "CACHE_KEY_PREFIX", "key namespace", check=_key_prefix)
     # Fraction of cache reads that also count toward hot keys and hit ratio. The
@@ -283,6 +302,10 @@ class Settings:
     # read latency; the reads are I/O-bound, so threads beat more processes.
     warm_concurrency: int = setting(8, "WARM_CONCURRENCY", "DynamoDB reads in flight per warm task",
                                     minimum=1, maximum=256)
+    # The consistency audit (cachewarm.invalidate_stale) re-reads this many cached
+    # summaries from DynamoDB per run: its cost is O(sample), never O(cache).
+    audit_sample: int = setting(20, "AUDIT_SAMPLE_SIZE", "cached summaries the audit re-reads per run",
+                                minimum=1, maximum=10_000)
     invalidate_stale_schedule: str = setting("60", "INVALIDATE_STALE_SCHEDULE", "when beat checks for stale values",
                                              check=_schedule)
     benchmark_schedule: str = setting("0 4 * * *", "BENCHMARK_SCHEDULE", "when beat runs the benchmark",

@@ -5,7 +5,8 @@ Redis: an explicitly configured ``REDIS_URL`` that answers is reused; otherwise 
 private redis-server from PATH is started on a free port (never the machine's
 shared 6379). DynamoDB: an ``AWS_ENDPOINT_URL_DYNAMODB`` that answers is reused;
 otherwise dynalite from ``node_modules`` is started on a free port with its data
-under ``.run/``. The test fixtures use the same process helpers.
+under ``.run/``, through the project's launcher, which also serves the DynamoDB
+Streams API (``AWS_ENDPOINT_URL_DYNAMODB_STREAMS``). The test fixtures use the same process helpers.
 """
 
 from __future__ import annotations
@@ -209,6 +210,9 @@ class LocalStack:
                                   lambda: start_redis(run_dir / "redis"))
             stack._reuse_or_start(environ, "AWS_ENDPOINT_URL_DYNAMODB", "dynamodb", http_answers,
                                   lambda: start_dynalite(run_dir / "dynalite"))
+            # The launcher serves the Streams API on dynalite's port (devstack/dynalite-streams.js).
+            stack.env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = (
+                environ.get("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "").strip() or stack.env["AWS_ENDPOINT_URL_DYNAMODB"])
             stack.env.setdefault("AWS_REGION", environ.get("AWS_REGION", "us-east-1") or "us-east-1")
             if not environ.get("AWS_ACCESS_KEY_ID"):
                 stack.env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")

@@ -56,6 +56,7 @@ class PrivateStack:
             LOCAL_AWS,
             REDIS_URL=self.redis.url.rsplit("/", 1)[0] + f"/{db}",
             AWS_ENDPOINT_URL_DYNAMODB=self.dynalite.url,
+            AWS_ENDPOINT_URL_DYNAMODB_STREAMS=self.dynalite.url,
             TABLE_NAME=table_name,
             CACHE_KEY_PREFIX=key_prefix,
         )

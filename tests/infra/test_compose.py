@@ -16,10 +16,11 @@ from cachewarm_cli import app as cli_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-PYTHON_SERVICES = ("loader", "worker", "beat", "flower")
+PYTHON_SERVICES = ("loader", "worker", "beat", "flower", "feed")
 COMMANDS = {
     "worker": ["celery", "-A", "workers", "worker", "--loglevel=INFO"],
     "beat": ["celery", "-A", "workers", "beat", "--loglevel=INFO"],
+    "feed": ["cachewarm", "feed", "follow"],
     "flower": [
         "celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", "--port=5555",
     ],
@@ -131,6 +132,10 @@ def test_dynalite_runs_the_dev_stack_launcher_not_plain_dynalite(services):
     launcher = str(workdir / args[1])
     assert launcher in mounts, f"{launcher} is not mounted into the dynalite service"
     assert (REPO_ROOT / mounts[launcher]).resolve() == REPO_ROOT / "devstack" / "dynalite-server.js"
+    # ... with the module that serves the Streams API next to it.
+    streams = str(workdir / "devstack" / "dynalite-streams.js")
+    assert streams in mounts
+    assert (REPO_ROOT / mounts[streams]).resolve() == REPO_ROOT / "devstack" / "dynalite-streams.js"
 
 
 def test_dynalite_finds_the_locked_package_installed_by_npm_ci(services, compose):
@@ -215,11 +220,13 @@ def test_environment_names_and_values_match_the_settings(services, name):
     dynalite_args = command(services["dynalite"])
     assert endpoint.hostname == "dynalite"
     assert endpoint.port == int(dynalite_args[dynalite_args.index("--port") + 1])
+    assert env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] == env["AWS_ENDPOINT_URL_DYNAMODB"], "the launcher serves both"
 
     parsed = Settings.from_env(env)
     assert parsed.redis_url == env["REDIS_URL"]
     assert parsed.dynamodb_endpoint == env["AWS_ENDPOINT_URL_DYNAMODB"]
     assert parsed.table_name == env["TABLE_NAME"]
+    assert parsed.streams_endpoint == env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"]
 
 
 def test_loader_uses_cli_commands_that_exist(services):

@@ -7,35 +7,8 @@ import fakeredis
 import redis
 
 from cachewarm.cache import NO_VALUE, CacheAside, CacheEntry, xfetch_due
-from cachewarm.model import Summary
 from cachewarm.settings import Settings
-
-
-class FakeRepo:
-    """Counts reads; can block a read until released, to stage races deterministically."""
-
-    def __init__(self, data=None):
-        self.data = dict(data or {})
-        self.reads = 0
-        self.gate: threading.Event | None = None
-        self.entered = threading.Event()
-
-    def get_summary(self, name):
-        self.reads += 1
-        snapshot = self.data.get(name)
-        self.entered.set()
-        if self.gate is not None:
-            self.gate.wait(5)
-        return snapshot
-
-
-def summary(name, version=0, text="first"):
-    return Summary({"name": name, "version": version}, [{"id": "1", "review": text}])
-
-
-def make(fake_server, repo, **overrides):
-    settings = Settings(**{"lease_wait_ms": 2000, **overrides})
-    return CacheAside(fakeredis.FakeRedis(server=fake_server), repo, settings)
+from tests.support.cache_fakes import FakeRepo, make, summary
 
 
 def test_miss_then_hit(fake_server):
