@@ -6,6 +6,7 @@ parser accepts both. A bad value raises :class:`ConfigError` naming the key.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,30 @@ _TABLE = SPECS["table_name"]
 _TTL = SPECS["cache_ttl"]
 #: The app has no upper bound on its TTL; a deployment caps it at 30 days.
 MAX_CACHE_TTL_SECONDS = 30 * 86400
+#: The stack leaves CACHE_TTL_JITTER at the app's default: a summary lives at most TTL x (1 + this).
+_TTL_JITTER = SPECS["cache_ttl_jitter"].default
+
+#: Change capture (DynamoDB Streams -> Lambda): the limits of a stream event source mapping.
+MAX_CHANGE_BATCH_SIZE = 10_000
+MAX_CHANGE_BATCH_WINDOW_SECONDS = 300
+MAX_CHANGE_RETRY_ATTEMPTS = 10_000
+MIN_RECORD_AGE_SECONDS = 60
+#: The mapping accepts up to 7 days, but a DynamoDB stream keeps records for 24 hours only.
+MAX_RECORD_AGE_SECONDS = 86_400
+DEFAULT_RECORD_AGE_SECONDS = 3600
+#: A fill may land a little after the read it stores; cachewarm.cache allows a minute for that too.
+_FILL_MARGIN_SECONDS = 60
+
+
+def least_record_age(cache_ttl_seconds: int) -> int:
+    """The youngest stream record the change-capture mapping may drop unprocessed, in seconds.
+
+    A summary is cached for at most the TTL plus the app's full jitter, from a fill that lands at most
+    a minute after its read. Once a record is older than that, every summary cached before its write
+    has expired, so dropping the record leaves nothing stale (``changeMaxRecordAgeSeconds`` must be at
+    least this).
+    """
+    return math.ceil(round(cache_ttl_seconds * (1 + _TTL_JITTER), 6)) + _FILL_MARGIN_SECONDS
 
 
 class ConfigError(ValueError):
@@ -61,6 +86,12 @@ CONTEXT_KEYS: dict[str, str] = {
     "workerMemory": "worker task memory MiB (default 2048)",
     "cacheTtlSeconds": f"{_TTL.env} for the workers (default {_TTL.default})",
     "logRetentionDays": "CloudWatch Logs retention (default 30)",
+    "changeBatchSize": "stream records per change-capture invocation (default 100)",
+    "changeBatchWindowSeconds": "seconds the change-capture mapping may wait to fill a batch (default 0)",
+    "changeMaxRetryAttempts": "retries of a failing change-capture batch before the failure queue (default 10)",
+    "changeMaxRecordAgeSeconds": "older stream records go to the failure queue unprocessed (default 3600; "
+    "at least cacheTtlSeconds + 10 % + 60)",
+    "changeIteratorAgeAlarmSeconds": "alarm when the change-capture lag exceeds this (default 60)",
 }
 
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]+$")
@@ -97,6 +128,12 @@ class InfraConfig:
     worker_memory: int = 2048
     cache_ttl_seconds: int = _TTL.default
     log_retention_days: int = 30
+    # Change capture (the table's stream -> the invalidation function).
+    change_batch_size: int = 100
+    change_batch_window_seconds: int = 0
+    change_max_retry_attempts: int = 10
+    change_max_record_age_seconds: int = DEFAULT_RECORD_AGE_SECONDS
+    change_iterator_age_alarm_seconds: int = 60
 
     @property
     def demo(self) -> bool:
@@ -178,6 +215,32 @@ class InfraConfig:
         if not re.match(r"^[67]\.\d+$", engine):
             raise ConfigError("redisEngineVersion", engine, "expected a Redis 6.x or 7.x version such as 7.1")
 
+        cache_ttl = integer("cacheTtlSeconds", _TTL.default, int(_TTL.minimum), MAX_CACHE_TTL_SECONDS)
+        # A record may be dropped only once every summary it could have made stale has expired. With
+        # a TTL longer than the stream keeps records (24 h), the 24 h are the best there is.
+        least_age = min(least_record_age(cache_ttl), MAX_RECORD_AGE_SECONDS)
+        record_age = integer(
+            "changeMaxRecordAgeSeconds",
+            max(DEFAULT_RECORD_AGE_SECONDS, least_age),
+            MIN_RECORD_AGE_SECONDS,
+            MAX_RECORD_AGE_SECONDS,
+        )
+        if record_age < least_age:
+            raise ConfigError(
+                "changeMaxRecordAgeSeconds",
+                record_age,
+                f"must be at least {least_age}, the longest a summary can stay cached (cacheTtlSeconds "
+                f"{cache_ttl} plus {_TTL_JITTER:.0%} jitter plus {_FILL_MARGIN_SECONDS} s for a late fill): "
+                "a younger record may still describe a cached summary",
+            )
+        iterator_age_alarm = integer("changeIteratorAgeAlarmSeconds", 60, 1, MAX_RECORD_AGE_SECONDS)
+        if iterator_age_alarm >= record_age:
+            raise ConfigError(
+                "changeIteratorAgeAlarmSeconds",
+                iterator_age_alarm,
+                f"must be below changeMaxRecordAgeSeconds ({record_age}), or records are dropped before it fires",
+            )
+
         return cls(
             mode=mode,
             stack_name=text("stackName") or ("CachewarmDemo" if demo else "Cachewarm"),
@@ -197,6 +260,11 @@ class InfraConfig:
             worker_max_count=worker_max,
             worker_cpu=integer("workerCpu", 1024, 256, 16384),
             worker_memory=integer("workerMemory", 2048, 512, 122880),
-            cache_ttl_seconds=integer("cacheTtlSeconds", _TTL.default, int(_TTL.minimum), MAX_CACHE_TTL_SECONDS),
+            cache_ttl_seconds=cache_ttl,
             log_retention_days=integer("logRetentionDays", 30, 1, 3653),
+            change_batch_size=integer("changeBatchSize", 100, 1, MAX_CHANGE_BATCH_SIZE),
+            change_batch_window_seconds=integer("changeBatchWindowSeconds", 0, 0, MAX_CHANGE_BATCH_WINDOW_SECONDS),
+            change_max_retry_attempts=integer("changeMaxRetryAttempts", 10, 0, MAX_CHANGE_RETRY_ATTEMPTS),
+            change_max_record_age_seconds=record_age,
+            change_iterator_age_alarm_seconds=iterator_age_alarm,
         )

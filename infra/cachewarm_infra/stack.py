@@ -15,6 +15,7 @@ from constructs import Construct
 
 from cachewarm.settings import ENV_VARS, SPECS
 from cachewarm_infra.cache import RedisCache
+from cachewarm_infra.change_capture import ChangeCapture
 from cachewarm_infra.config import InfraConfig
 from cachewarm_infra.nag import acknowledge
 from cachewarm_infra.network import Network
@@ -152,6 +153,26 @@ class CachewarmStack(Stack):
             log_retention=retention,
         )
         self.workers.scale_on_queue_depth(self.queue_depth.metric)
+        # Writes made by anyone (the application team writes the table directly) reach the cache
+        # through the table's stream. The function needs no table access: the keys are in the records.
+        self.change_capture = ChangeCapture(
+            self,
+            "ChangeCapture",
+            vpc=vpc,
+            subnets=subnets,
+            environment={
+                ENV_VARS["redis_url"]: self.cache.url_without_secret,
+                ENV_VARS["table_name"]: self.table.table.table_name,
+                ENV_VARS["cache_ttl"]: str(config.cache_ttl_seconds),
+            },
+            auth_secret_arn=self.cache.auth_secret.secret_arn if self.cache.auth_secret else None,
+            batch_size=config.change_batch_size,
+            batch_window_seconds=config.change_batch_window_seconds,
+            max_retry_attempts=config.change_max_retry_attempts,
+            max_record_age_seconds=config.change_max_record_age_seconds,
+            iterator_age_alarm_seconds=config.change_iterator_age_alarm_seconds,
+            log_retention=retention,
+        )
 
         self._acknowledge_placeholder_ids(config)
         self._connect(config)
@@ -183,6 +204,7 @@ class CachewarmStack(Stack):
 
     def _connect(self, config: InfraConfig) -> None:
         self.cache.allow_from(self.workers.security_group, "cachewarm tasks and the queue-depth function")
+        self.cache.allow_from(self.change_capture.security_group, "the change-capture (invalidation) function")
         for index, group_id in enumerate(config.peer_security_group_ids):
             peer = ec2.SecurityGroup.from_security_group_id(self, f"Peer{index}", group_id, mutable=False)
             self.cache.allow_from(peer, f"peer security group {group_id} (context peerSecurityGroupId)")
@@ -241,6 +263,26 @@ class CachewarmStack(Stack):
             "cloudwatch:PutMetricData has no resource-level permissions; the statement is limited to the "
             "Cachewarm namespace by a condition.",
         )
+        self._grant_change_capture()
+
+    def _grant_change_capture(self) -> None:
+        """The stream mapping and the change-capture function's permissions.
+
+        ``add_event_source`` creates the mapping and grants what it needs: DescribeStream, GetRecords
+        and GetShardIterator on the table's stream (ListStreams on ``*``), and SendMessage on the
+        failure queue. No table action: the records carry the keys. The AUTH secret is readable so
+        that the handler can complete REDIS_URL at cold start.
+        """
+        capture = self.change_capture
+        capture.function.add_event_source(capture.event_source(self.table.table))
+        if self.cache.auth_secret is not None:
+            self.cache.auth_secret.grant_read(capture.function)
+        acknowledge(
+            capture.function.role.node.find_child("DefaultPolicy"),
+            "AwsSolutions-IAM5[Resource::*]",
+            "dynamodb:ListStreams has no resource-level permissions (the stream grant adds it on *); it only "
+            "lists stream ARNs. Reading records is limited to this table's stream.",
+        )
 
     # --- outputs ------------------------------------------------------------------------------------
 
@@ -273,3 +315,15 @@ class CachewarmStack(Stack):
         )
         CfnOutput(self, "TaskSecurityGroupId", value=self.workers.security_group.security_group_id)
         CfnOutput(self, "PrivateSubnetIds", value=Fn.join(",", self.network.private_subnet_ids))
+        CfnOutput(
+            self,
+            "ChangeCaptureFunctionName",
+            value=self.change_capture.function.function_name,
+            description="Invalidates cached summaries from the table's stream",
+        )
+        CfnOutput(
+            self,
+            "ChangeCaptureFailureQueueUrl",
+            value=self.change_capture.failure_queue.queue_url,
+            description="Stream batches the change-capture function gave up on (docs/deploying.md)",
+        )

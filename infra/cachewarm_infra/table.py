@@ -12,6 +12,9 @@ from cachewarm.settings import Settings
 #: The index the app reads summaries from.
 GSI1 = schema.GSI1.name
 
+#: What the stream records carry (the core's schema: ``cachewarm table create`` turns on the same stream).
+STREAM_VIEW_TYPE = dynamodb.StreamViewType(schema.STREAM_VIEW_TYPE)
+
 
 #: DynamoDB's attribute type letters as the CDK names them. (Billing modes and projections are
 #: named alike in both, so ``BillingMode(schema.BILLING_MODE)`` and ``ProjectionType(...)`` take them.)
@@ -29,9 +32,15 @@ def _key(name: str) -> dynamodb.Attribute:
 class RestaurantsTable(Construct):
     """``Restaurants``: the schema of ``cachewarm table create``, plus what a deployment adds.
 
-    Keys, the GSI and billing come from :mod:`cachewarm.schema`, so the same code reads a
-    table made by either. This construct adds point-in-time recovery and encryption with the
-    AWS-managed KMS key; ``removal_policy=RETAIN`` also turns on deletion protection.
+    Keys, the GSI, billing and the stream's view come from :mod:`cachewarm.schema`, so the same code reads a
+    table made by either. This construct adds point-in-time recovery, encryption with the
+    AWS-managed KMS key and a ``KEYS_ONLY`` stream (change capture, see
+    :mod:`cachewarm_infra.change_capture`); ``removal_policy=RETAIN`` also turns on deletion
+    protection.
+
+    The stream carries keys only because the keys are enough: every item's keys name its restaurant
+    (a restaurant item is ``REST#<name>``/``REST#<name>``, a review ``USER#<user>``/``REST#<name>``),
+    and the cache is invalidated by name.
     """
 
     def __init__(
@@ -54,6 +63,7 @@ class RestaurantsTable(Construct):
                 point_in_time_recovery_enabled=True
             ),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            stream=STREAM_VIEW_TYPE,
             removal_policy=removal_policy,
             deletion_protection=removal_policy == RemovalPolicy.RETAIN,
         )

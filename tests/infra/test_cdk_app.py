@@ -128,9 +128,15 @@ def test_redis_port_admits_only_security_groups_including_the_peer(offline):
         assert "SourceSecurityGroupId" in rule, rule
     sources = [rule["SourceSecurityGroupId"] for rule in rules]
     worker_groups = service(offline.raw, "worker")["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+    (change_capture,) = [
+        f["Properties"]["VpcConfig"]["SecurityGroupIds"]
+        for f in resources(offline.raw, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "cachewarm.change_capture.lambda_handler"
+    ]
     assert "sg-0123" in sources
     assert worker_groups[0] in sources
-    assert len(sources) == 2
+    assert change_capture[0] in sources
+    assert len(sources) == 3
 
 
 def test_nothing_is_open_to_the_world(offline, demo, created):
@@ -194,6 +200,7 @@ def assert_schema_of_table_create(props: dict) -> None:
     request = create_table_request(props["TableName"])
     for key in ("KeySchema", "GlobalSecondaryIndexes", "BillingMode"):
         assert props[key] == request[key], key
+    assert props["StreamSpecification"]["StreamViewType"] == request["StreamSpecification"]["StreamViewType"]
     assert sorted(props["AttributeDefinitions"], key=str) == sorted(request["AttributeDefinitions"], key=str)
 
 
@@ -318,7 +325,12 @@ def test_beat_is_a_singleton_and_workers_autoscale_on_queue_depth(offline):
     _, target = only(offline.raw, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert target["Properties"]["ScalableDimension"] == "ecs:service:DesiredCount"
     assert target["Properties"]["MinCapacity"] >= 0 and target["Properties"]["MaxCapacity"] >= 2
-    alarms = resources(offline.raw, "AWS::CloudWatch::Alarm").values()
+    policies = set(resources(offline.raw, "AWS::ApplicationAutoScaling::ScalingPolicy"))
+    alarms = [
+        a
+        for a in resources(offline.raw, "AWS::CloudWatch::Alarm").values()
+        if any(action.get("Ref") in policies for action in a["Properties"].get("AlarmActions", []))
+    ]
     assert {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms} == {
         ("Cachewarm", "QueueDepth")
     }
@@ -331,7 +343,11 @@ def test_beat_is_a_singleton_and_workers_autoscale_on_queue_depth(offline):
 def test_queue_depth_function_watches_the_celery_queues(offline):
     from cachewarm_infra.queue_metrics import DEFAULT_QUEUES
 
-    _, function = only(offline.raw, "AWS::Lambda::Function")
+    (function,) = [
+        f
+        for f in resources(offline.raw, "AWS::Lambda::Function").values()
+        if "QUEUES" in f["Properties"].get("Environment", {}).get("Variables", {})
+    ]
     env = function["Properties"]["Environment"]["Variables"]
     assert env["QUEUES"].split(",") == list(DEFAULT_QUEUES)
     assert env["REDIS_TLS"] == "true"
