@@ -5,7 +5,10 @@ need a slow, counted, throttling or partially failing DynamoDB put this proxy
 between the code and dynalite. It counts requests per operation, can delay
 responses, hold a response until released (to stage races), and answer with
 throttling errors or trimmed ``UnprocessedItems`` a given number of times, or
-follow a script of such answers request by request (``Faults.script``).
+follow a script of such answers request by request (``Faults.script``). With
+``Faults.lagging_index`` it plays an eventually consistent index: a Query is
+answered with what the same Query returned before the lag began (dynalite's
+index is synchronous, AWS's GSIs are not).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ class Faults:
     # operation -> actions taken by its next requests, in order (before ``errors``):
     # an error code such as "ThrottlingException", "unprocessed" (as above), or "pass"
     script: dict[str, list[str]] = field(default_factory=dict)
+    # While True, a Query that was answered before is answered again with that earlier
+    # (pre-write) response: a global secondary index that has not caught up yet.
+    lagging_index: bool = False
 
 
 class DynamoProxy:
@@ -49,6 +55,9 @@ class DynamoProxy:
         self.arrivals: list[tuple[float, str, str]] = []  # (time a request arrived, operation, action)
         self.lock = threading.Lock()
         self.entered: dict[str, threading.Event] = collections.defaultdict(threading.Event)
+        # Query request body -> the last answer it got while the index was not lagging.
+        self.query_snapshots: dict[bytes, tuple[int, list, bytes]] = {}
+        self.lagged_queries = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -117,6 +126,11 @@ class DynamoProxy:
                 action is None and self.faults.unprocessed > 0))
             if trim and action is None:
                 self.faults.unprocessed -= 1
+            snapshot = self.query_snapshots.get(body) if operation == "Query" else None
+            if snapshot is not None and self.faults.lagging_index:
+                self.lagged_queries += 1
+                self.log.append((time.monotonic(), operation, snapshot[0]))
+                return snapshot
         if trim:
             # Write only the first item of each table; hand the rest back as unprocessed.
             request = json.loads(body)
@@ -131,6 +145,10 @@ class DynamoProxy:
             answer = json.loads(payload)
             answer["UnprocessedItems"] = unprocessed
             payload = json.dumps(answer).encode()
+        if operation == "Query" and status == 200:
+            with self.lock:
+                if not self.faults.lagging_index:
+                    self.query_snapshots[body] = (status, response_headers, payload)
         self.entered[operation].set()
         if operation in self.faults.delay:
             time.sleep(self.faults.delay[operation])

@@ -6,6 +6,7 @@ shapes are the session fixtures of conftest.py; one more synth checks that conte
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -440,6 +441,56 @@ def test_asset_imports_with_the_standard_library_alone(offline):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(str(asset))
+
+
+def run_bundled_handler(asset: Path, event: dict, env: dict[str, str]) -> dict:
+    """Call the asset's ``lambda_handler`` in a fresh interpreter, the asset first on the path.
+
+    The venv's site-packages stay visible for boto3 (the Lambda runtime provides it); the
+    project's own ``cachewarm`` and ``redis`` must come from the asset (checked).
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]);"
+        "import redis, cachewarm.change_capture as m;"
+        "assert m.__file__.startswith(sys.argv[1]) and redis.__file__.startswith(sys.argv[1]), m.__file__;"
+        "print(json.dumps(m.lambda_handler(json.loads(sys.argv[2]), None)))"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", code, str(asset), json.dumps(event)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_bundled_handler_invalidates_on_a_real_redis_and_reports_failures_without_one(offline, redis_server):
+    """The asset as Lambda would run it, against the session's private redis-server (database 14)."""
+    import os
+
+    import redis
+
+    from cachewarm.keys import KeySchema
+
+    asset = asset_dir(offline)
+    _, fn = function(offline.raw)
+    assert fn["Properties"]["Handler"] == "cachewarm.change_capture.lambda_handler"
+    url = redis_server.url.rsplit("/", 1)[0] + "/14"
+    client = redis.Redis.from_url(url)
+    key = KeySchema(prefix="lambda").summary("Thai Spot")
+    client.set(key, "{}", ex=60)
+    event = {"Records": [{
+        "eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+        "dynamodb": {"Keys": {"PK": {"S": "USER#amy"}, "SK": {"S": "REST#Thai Spot"}}, "SequenceNumber": "42",
+                     "ApproximateCreationDateTime": 1764651600, "SizeBytes": 30, "StreamViewType": "KEYS_ONLY"},
+    }]}
+    base = {"PATH": os.environ.get("PATH", ""), "CACHE_KEY_PREFIX": "lambda", "TABLE_NAME": "Restaurants"}
+    assert run_bundled_handler(asset, event, {**base, "REDIS_URL": url}) == {"batchItemFailures": []}
+    assert not client.exists(key)
+    closed = "redis://127.0.0.1:1/0"
+    assert run_bundled_handler(asset, event, {**base, "REDIS_URL": closed, "REDIS_TIMEOUT_SECONDS": "0.2"}) == {
+        "batchItemFailures": [{"itemIdentifier": "42"}]}
+    client.flushdb()  # database 14 of the private server, never the shared 6379
 
 
 # --- cdk-nag -------------------------------------------------------------------------------------
