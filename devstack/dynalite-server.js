@@ -60,12 +60,15 @@ function surviveAbortedRequests (server) {
   })
 }
 
+const USAGE = 'usage: dynalite-server.js [--port N] [--host H] [--path DIR] [--stream-records N]'
+
 function parseArgs (args) {
-  // The options localstack and docker-compose.yml pass: --port N, --host H, --path DIR (dynalite's own names).
+  // The options localstack and docker-compose.yml pass: --port N, --host H, --path DIR (dynalite's own
+  // names); and --stream-records N, the records kept per stream by devstack/dynalite-streams.js.
   const argv = {}
   for (let i = 0; i < args.length; i += 2) {
     if (!args[i].startsWith('--') || args[i + 1] === undefined) {
-      console.error(`usage: dynalite-server.js [--port N] [--host H] [--path DIR]; got ${args[i]}`)
+      console.error(`${USAGE}; got ${args[i]}`)
       process.exit(2)
     }
     argv[args[i].slice(2)] = args[i + 1]
@@ -73,12 +76,28 @@ function parseArgs (args) {
   return argv
 }
 
+// Not a dynalite option: taken out before dynalite sees the rest.
+function streamRecords (argv) {
+  const text = argv['stream-records']
+  delete argv['stream-records']
+  if (text === undefined) return 100000
+  if (!/^[1-9][0-9]*$/.test(text)) {
+    console.error(`${USAGE}; --stream-records must be a positive integer, got ${text}`)
+    process.exit(2)
+  }
+  return Number(text)
+}
+
 function main () {
   const argv = parseArgs(process.argv.slice(2))
+  const maxRecords = streamRecords(argv)
   // As dynalite's cli.js: as PID 1 (in a container) SIGINT would not end the process.
   if (process.pid === 1) process.on('SIGINT', process.exit)
   const server = require('dynalite')(argv)
   surviveAbortedRequests(server)
+  // The DynamoDB Streams API on the same port, in front of the wrapped dynalite (required here, after
+  // the version check, because it relies on how dynalite 4.0.0 answers).
+  require('./dynalite-streams').attachStreams(server, { requestAborted, maxRecords, path: argv.path })
   server.listen(argv.port || 4567, argv.host || undefined, () => {
     const address = server.address()
     console.log('Dynalite listening at: http://%s:%s', argv.host || 'localhost', address.port)
