@@ -17,11 +17,9 @@ is the fewest requests this layout allows.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from cachewarm.backoff import Backoff
 from cachewarm.errors import (
     PermanentError,
     TableNotFoundError,
@@ -45,7 +43,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
-        KeysAndAttributesUnionTypeDef,
         PutTypeDef,
         TableDescriptionTypeDef,
         UpdateTypeDef,
@@ -53,8 +50,6 @@ if TYPE_CHECKING:
 
 #: The index a summary is read from (cachewarm.schema declares it).
 GSI_NAME = GSI1.name
-#: Rounds of BatchGetItem ``UnprocessedKeys``: 10 attempts, waits of at most 0.05, 0.1, ... 1 s.
-UNPROCESSED_BACKOFF = Backoff(retries=9, base=0.025, cap=1.0)
 
 _THROTTLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -120,7 +115,16 @@ class RestaurantRepository:
                 self.client.get_waiter("table_exists").wait(
                     TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
                 )
+            if not created:
+                self._ensure_stream()
         return created
+
+    def _ensure_stream(self) -> None:
+        """Turn on the change feed's stream of a table made before it had one (idempotent)."""
+        spec = create_table_request(self.table_name)["StreamSpecification"]
+        current = self.client.describe_table(TableName=self.table_name)["Table"].get("StreamSpecification", {})
+        if not current.get("StreamEnabled"):
+            self.client.update_table(TableName=self.table_name, StreamSpecification=spec)
 
     def delete_table(self, *, wait: bool = True) -> bool:
         """Delete the table. Returns False if it did not exist."""
@@ -176,35 +180,6 @@ class RestaurantRepository:
             restaurant=plain(strip_keys(restaurant)),
             reviews=[plain(strip_keys(r)) for r in most_recent(reviews)],
         )
-
-    def current_versions(self, names: list[str]) -> dict[str, int | None]:
-        """Each restaurant's current version (None if it does not exist), via BatchGetItem.
-
-        Strongly consistent reads of the base table: this is the source of truth
-        an invalidation compares against.
-        """
-        versions: dict[str, int | None] = dict.fromkeys(names)
-        pending: list[dict[str, AttributeValueTypeDef]] = [
-            {"PK": {"S": restaurant_pk(n)}, "SK": {"S": restaurant_pk(n)}} for n in dict.fromkeys(names)
-        ]
-        with translate_errors(self.table_name):
-            for start in range(0, len(pending), 100):
-                request: Mapping[str, KeysAndAttributesUnionTypeDef] = {
-                    self.table_name: {"Keys": pending[start:start + 100], "ConsistentRead": True,
-                                      "ProjectionExpression": "PK, version"}}
-                attempt = 0
-                while request:
-                    if attempt > UNPROCESSED_BACKOFF.retries:
-                        raise ThrottledError(f"DynamoDB left keys unprocessed after {attempt} attempts")
-                    if attempt:
-                        time.sleep(UNPROCESSED_BACKOFF.delay(attempt))
-                    page = self.client.batch_get_item(RequestItems=request)
-                    for item in page.get("Responses", {}).get(self.table_name, []):
-                        name = item["PK"]["S"][len(RESTAURANT_PREFIX):]
-                        versions[name] = int(item.get("version", {}).get("N", "0"))
-                    request = page.get("UnprocessedKeys") or {}
-                    attempt += 1
-        return versions
 
     # -- writes ------------------------------------------------------------
     def add_review(

@@ -1,4 +1,4 @@
-"""The operator's view of the cache: hit ratio, keys and memory, hot keys, task runs, beat schedule.
+"""The operator's view of the cache: hit ratio, consistency, keys and memory, hot keys, task runs, beat schedule.
 
 Plain Python over redis-py clients, no Celery (the beat schedule is read by
 ``workers/beat_schedule.py`` and handed in as a callable). Everything here
@@ -10,6 +10,10 @@ Where the numbers come from:
 
 * cache counters: :class:`cachewarm.metrics.Metrics`, per-minute hashes under
   ``<prefix>:v1:stats:m:<minute>`` (kept 25 hours);
+* consistency: the audit's ``audit_checked``/``audit_stale`` and the change
+  feed's ``feed_*`` counters in the same hashes, and the feed's write-to-invalidation
+  lag samples, newest first, in the list ``<prefix>:v1:stats:feed:lag``
+  (milliseconds as decimal text; the feed trims it and gives it a TTL);
 * key count: ``SCAN MATCH <prefix>:v1:sum:* COUNT 1000`` (never ``KEYS``);
 * memory and evictions: ``INFO memory`` and ``INFO stats`` (server-wide, so
   evictions include any other tenant of the instance). ElastiCache and ACLs may
@@ -24,6 +28,7 @@ Where the numbers come from:
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -34,6 +39,7 @@ from cachewarm.hotkeys import HotKeys
 from cachewarm.keys import KeySchema
 from cachewarm.masking import mask_text
 from cachewarm.metrics import Metrics
+from cachewarm.percentiles import percentile
 
 if TYPE_CHECKING:
     import redis
@@ -48,7 +54,13 @@ TASK_RUN_TTL = 8 * 24 * 3600
 SCAN_COUNT = 1000
 #: Counter fields, in the order people read them.
 COUNTERS = ("reads", "misses", "fills", "fill_us", "waits", "wait_timeouts", "refused_lease",
-            "refused_floor", "invalidations", "early_refreshes")
+            "refused_floor", "refused_hold", "invalidations", "early_refreshes")
+#: The change feed's counters, per window: stream records read, ignored (not a
+#: restaurant's or review's change, or a write we invalidated ourselves) and
+#: turned into invalidations.
+FEED_COUNTERS = ("feed_records", "feed_ignored", "feed_invalidated")
+#: Lag samples read from the feed's list: as many as the feed keeps.
+FEED_LAG_SAMPLES = 1000
 _MAX_RESULT_FIELDS = 20
 _MAX_TEXT = 300
 
@@ -91,9 +103,52 @@ def window_summary(counters: Mapping[str, int]) -> dict[str, Any]:
     return out
 
 
+def window_totals(metrics: Metrics, now: float, windows: Mapping[str, int] = WINDOWS) -> dict[str, dict[str, int]]:
+    """Every counter's total over each window, by label (read once, for the hit ratio and consistency)."""
+    return {label: metrics.window(seconds, now) for label, seconds in windows.items()}
+
+
 def hit_ratios(metrics: Metrics, now: float, windows: Mapping[str, int] = WINDOWS) -> dict[str, dict[str, Any]]:
     """:func:`window_summary` for each window, by label."""
-    return {label: window_summary(metrics.window(seconds, now)) for label, seconds in windows.items()}
+    return {label: window_summary(totals) for label, totals in window_totals(metrics, now, windows).items()}
+
+
+# -- consistency -------------------------------------------------------------------
+def consistency_summary(counters: Mapping[str, int]) -> dict[str, Any]:
+    """One window of the consistency audit and the change feed.
+
+    ``checked`` cached summaries were compared with DynamoDB by the audit
+    (``cachewarm.invalidate_stale``) and ``stale`` of them differed;
+    ``stale_fraction`` estimates the share of cached summaries that are stale
+    at any moment (None when the audit checked nothing).
+    """
+    checked, stale = int(counters.get("audit_checked", 0)), int(counters.get("audit_stale", 0))
+    return {
+        "checked": checked,
+        "stale": stale,
+        "stale_fraction": round(stale / checked, 6) if checked else None,
+        **{name: int(counters.get(name, 0)) for name in FEED_COUNTERS},
+    }
+
+
+def feed_lag(client: redis.Redis, keys: KeySchema, samples: int = FEED_LAG_SAMPLES) -> dict[str, Any]:
+    """The change feed's write-to-invalidation lag over its latest samples: count, p50 and p99 in ms.
+
+    Samples that are not finite numbers are skipped (the list is written by
+    another process; a bad entry must not hide the others).
+    """
+    values: list[float] = []
+    for raw in client.lrange(keys.stats("feed:lag"), 0, samples - 1):
+        try:
+            value = float(text(raw))
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            values.append(value)
+    if not values:
+        return {"count": 0, "p50_ms": None, "p99_ms": None}
+    return {"count": len(values), "p50_ms": round(percentile(values, 0.5), 3),
+            "p99_ms": round(percentile(values, 0.99), 3)}
 
 
 # -- keys, memory, evictions --------------------------------------------------------
@@ -268,9 +323,14 @@ def collect(
             errors[name] = describe_error(exc)
             return default
 
-    windows = section("windows", lambda: hit_ratios(Metrics(cache, keys), now), {})
+    totals = section("windows", lambda: window_totals(Metrics(cache, keys), now), {})
+    windows = {label: window_summary(counters) for label, counters in totals.items()}
     report["hit_ratio"] = {label: w["hit_ratio"] for label, w in windows.items()}
     report["windows"] = windows
+    report["consistency"] = {
+        "windows": {label: consistency_summary(counters) for label, counters in totals.items()},
+        "feed_lag": section("feed_lag", lambda: feed_lag(cache, keys), None),
+    }
     report["keys"] = section("keys", lambda: {
         "summaries": count_keys(cache, keys.summary_pattern()),
         "db_keys": cache.dbsize(),

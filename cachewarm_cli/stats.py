@@ -52,7 +52,7 @@ def stats(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     top: int = typer.Option(10, "--top", min=1, max=1000, help="How many hot keys to list."),
 ) -> None:
-    """Hit ratio (1m/5m/1h/24h), keys and memory, hot keys, last task runs, beat schedule."""
+    """Hit ratio and consistency (1m/5m/1h/24h), keys and memory, hot keys, last task runs, beat schedule."""
     report = gather(top)
     if as_json:
         print_json(report)
@@ -74,13 +74,14 @@ def render(report: dict[str, Any]) -> None:
                   markup=False)
 
     t = Table("window", "hit ratio", "reads", "hits", "misses", "fills", "fill ms", "waits", "wait t/o",
-              "refused", "invalidations", "early refresh", title="cache reads")
+              "refused", "refused hold", "invalidations", "early refresh", title="cache reads")
     for label, w in report["windows"].items():
         _row(t, label, _num(w["hit_ratio"], "{:.1%}"), _num(w["reads"]), _num(w["hits"]), _num(w["misses"]),
                   _num(w["fills"]), _num(w["fill_ms_avg"], "{:.2f}"), _num(w["waits"]), _num(w["wait_timeouts"]),
-                  _num(w["refused_lease"] + w["refused_floor"]), _num(w["invalidations"]),
+                  _num(w["refused_lease"] + w["refused_floor"]), _num(w["refused_hold"]), _num(w["invalidations"]),
                   _num(w["early_refreshes"]))
     out.print(t)
+    _render_consistency(out, report.get("consistency") or {})
 
     keys, mem = report.get("keys") or {}, report.get("memory") or {}
     t = Table("summaries", "keys in db", "used memory", "maxmemory", "policy", "evicted keys",
@@ -121,6 +122,22 @@ def render(report: dict[str, Any]) -> None:
 
     for section, error in report["errors"].items():
         out.print(f"{section}: unavailable ({error})", markup=False)
+
+
+def _render_consistency(out: Any, consistency: dict[str, Any]) -> None:
+    """The audit's findings and the change feed's work per window, then the feed's lag."""
+    t = Table("window", "audited", "stale", "stale %", "feed records", "ignored", "invalidated",
+              title="consistency (audit and change feed)")
+    for label, c in (consistency.get("windows") or {}).items():
+        _row(t, label, _num(c["checked"]), _num(c["stale"]), _num(c["stale_fraction"], "{:.2%}"),
+             _num(c["feed_records"]), _num(c["feed_ignored"]), _num(c["feed_invalidated"]))
+    out.print(t)
+    lag = consistency.get("feed_lag")
+    if lag and lag["count"]:
+        out.print(f"change feed lag, write to invalidation (last {lag['count']:,}): "
+                  f"p50 {lag['p50_ms']:,.1f} ms, p99 {lag['p99_ms']:,.1f} ms", markup=False)
+    elif lag is not None:
+        out.print("change feed lag: no samples yet", markup=False)
 
 
 def _row(table: Table, *cells: str) -> None:

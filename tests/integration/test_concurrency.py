@@ -116,7 +116,8 @@ def test_invalidate_stale_and_all(cli, stack_env, table, live_settings):
                              UpdateExpression="SET version = :v", ExpressionAttributeValues={":v": {"N": "7"}})
     put_items(table, [restaurant("Later")])
     stale = json.loads(cli("invalidate", "--stale", "--json", env=stack_env).stdout)
-    assert sorted(stale["names"]) == ["Change", "Later"]
+    assert sorted(stale["stale"]) == ["Change", "Later"] and stale["removed"] == 2
+    assert stale["checked"] == 3 and stale["wrapped"] is True
     assert engine.peek("Keep") is not NO_VALUE
     every = json.loads(cli("invalidate", "--all", "--json", env=stack_env).stdout)
     assert every["removed"] == 1

@@ -74,6 +74,17 @@ def test_stats_after_reads_a_warm_beat_and_a_benchmark(cli, worker, celery_proc,
     assert tasks["cachewarm.run_benchmark"]["result"]["run_id"] == json.loads(bench.stdout)["run_id"]
     assert tasks["cachewarm.warm_names"]["result"]["requested"] == 3
     assert tasks["cachewarm.warm_hot"]["result"]["names"] == 3
+    audit = tasks["cachewarm.invalidate_stale"]["result"]  # the consistency audit's last report
+    assert audit["checked"] >= 1 and audit["stale"] == 0 and audit["wrapped"] is True  # "stale": a list's length
+
+    # The audit ran every 2 s over the 4 cached summaries, none of them changed at the source.
+    consistency = report["consistency"]
+    assert set(consistency["windows"]) == {"1m", "5m", "1h", "24h"}
+    day = consistency["windows"]["24h"]
+    assert day["checked"] >= 4 and day["stale"] == 0 and day["stale_fraction"] == 0.0
+    assert set(day) == {"checked", "stale", "stale_fraction", "feed_records", "feed_ignored", "feed_invalidated"}
+    assert set(consistency["feed_lag"]) == {"count", "p50_ms", "p99_ms"}
+    assert five["refused_hold"] == 0
 
     schedule = {e["name"]: e for e in report["schedule"]}
     assert set(schedule) == {"warm-hot", "invalidate-stale", "benchmark"}
@@ -89,7 +100,7 @@ def test_stats_after_reads_a_warm_beat_and_a_benchmark(cli, worker, celery_proc,
     text = cli("stats", env=beat_env)
     assert text.returncode == 0, text.stderr
     for expected in ("cache reads", "85.7%", "Bench 000", "cachewarm.run_benchmark", "SUCCESS", "warm-hot",
-                     "every 2s", "keys and memory"):
+                     "every 2s", "keys and memory", "consistency (audit and change feed)", "refused hold"):
         assert expected in text.stdout, expected
 
 

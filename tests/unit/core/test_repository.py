@@ -2,7 +2,7 @@
 
 import pytest
 
-from cachewarm.errors import TableNotFoundError, ThrottledError
+from cachewarm.errors import TableNotFoundError
 from cachewarm.repository import RestaurantRepository
 from cachewarm.schema import BILLING_MODE, create_table_request
 from tests.support.items import put_items
@@ -32,6 +32,7 @@ def test_create_table_is_idempotent_and_builds_the_schema(repo):
         (i["IndexName"], i["KeySchema"], i["Projection"]) for i in request["GlobalSecondaryIndexes"]
     ]
     assert table["BillingModeSummary"]["BillingMode"] == BILLING_MODE
+    assert table["StreamSpecification"] == request["StreamSpecification"]  # the change feed's stream
 
 
 def test_summary_has_the_five_newest_reviews_not_the_highest_ids(repo):
@@ -79,7 +80,6 @@ def test_add_review_is_one_transaction_with_version_bump(repo):
     summary = repo.get_summary("Thai Spot")
     assert summary.restaurant["five_stars"] == 3 and summary.version == 2
     assert [r["username"] for r in summary.reviews] == ["bob", "amy"]
-    assert repo.current_versions(["Thai Spot", "Nope"]) == {"Thai Spot": 2, "Nope": None}
 
 
 def test_add_review_twice_or_to_a_missing_restaurant_fails_cleanly(repo):
@@ -96,40 +96,3 @@ def test_add_review_twice_or_to_a_missing_restaurant_fails_cleanly(repo):
                         review_id="3" * 40)
     assert repo.get_summary("Thai Spot").restaurant["four_stars"] == 1
 
-
-class UnprocessedClient:
-    """A BatchGetItem that leaves every key unprocessed ``rounds`` times, then answers."""
-
-    def __init__(self, rounds):
-        self.rounds, self.calls = rounds, 0
-
-    def batch_get_item(self, RequestItems):
-        self.calls += 1
-        if self.calls <= self.rounds:
-            return {"Responses": {}, "UnprocessedKeys": RequestItems}
-        (table,) = RequestItems
-        items = [{"PK": key["PK"], "version": {"N": "7"}} for key in RequestItems[table]["Keys"]]
-        return {"Responses": {table: items}, "UnprocessedKeys": {}}
-
-
-def slept_during(monkeypatch):
-    slept = []
-    monkeypatch.setattr("cachewarm.repository.time.sleep", slept.append)
-    return slept
-
-
-def test_unprocessed_keys_are_retried_within_the_backoff_bounds(monkeypatch):
-    slept = slept_during(monkeypatch)
-    client = UnprocessedClient(rounds=9)
-    assert RestaurantRepository(client, "T").current_versions(["A", "B"]) == {"A": 7, "B": 7}
-    assert client.calls == 10 and len(slept) == 9
-    # At most 0.05, 0.1, 0.2, ... s, capped at 1 s: full jitter below each.
-    assert all(0 <= s <= min(1.0, 0.05 * 2**n) for n, s in enumerate(slept))
-
-
-def test_keys_still_unprocessed_after_ten_attempts_are_throttling(monkeypatch):
-    slept = slept_during(monkeypatch)
-    client = UnprocessedClient(rounds=10)
-    with pytest.raises(ThrottledError, match="after 10 attempts"):
-        RestaurantRepository(client, "T").current_versions(["A"])
-    assert client.calls == 10 and len(slept) == 9

@@ -16,6 +16,8 @@ from cachewarm.stats import (
     TASK_RUN_TTL,
     TaskRuns,
     collect,
+    consistency_summary,
+    feed_lag,
     hit_ratios,
     memory,
     summarize_result,
@@ -41,6 +43,12 @@ def test_window_summary_counts_db_reads_as_non_hits():
     assert w["waits"] == 4 and w["fills"] == 40 and "fill_us" not in w
 
 
+def test_window_summary_shows_fills_refused_during_the_change_feeds_hold_off():
+    w = window_summary({"reads": 10, "misses": 3, "refused_hold": 2, "refused_lease": 1})
+    assert w["refused_hold"] == 2 and w["refused_lease"] == 1 and w["refused_floor"] == 0
+    assert window_summary({})["refused_hold"] == 0
+
+
 def test_window_summary_without_reads_has_no_ratio_and_never_goes_negative():
     assert window_summary({})["hit_ratio"] is None
     assert window_summary({})["fill_ms_avg"] is None
@@ -59,6 +67,45 @@ def test_hit_ratios_sum_the_minutes_of_each_window(r):
     assert ratios["5m"]["reads"] == 20 and ratios["5m"]["hit_ratio"] == 0.5
     assert ratios["1h"]["reads"] == 100 and ratios["1h"]["hit_ratio"] == 0.9
     assert ratios["24h"]["reads"] == 100
+
+
+# -- consistency ----------------------------------------------------------------------
+def test_consistency_summary_has_the_audits_stale_fraction_and_the_feeds_counters():
+    c = consistency_summary({"audit_checked": 400, "audit_stale": 3, "feed_records": 9, "feed_ignored": 2,
+                             "feed_invalidated": 7, "reads": 50})
+    assert c == {"checked": 400, "stale": 3, "stale_fraction": 0.0075, "feed_records": 9, "feed_ignored": 2,
+                 "feed_invalidated": 7}
+    assert consistency_summary({}) == {"checked": 0, "stale": 0, "stale_fraction": None, "feed_records": 0,
+                                       "feed_ignored": 0, "feed_invalidated": 0}
+
+
+def test_feed_lag_percentiles_from_the_newest_samples(r):
+    key = KEYS.stats("feed:lag")
+    assert feed_lag(r, KEYS) == {"count": 0, "p50_ms": None, "p99_ms": None}
+    r.lpush(key, *(f"{ms:.1f}" for ms in range(1, 101)), "not-a-number", "nan")  # newest first: "nan"
+    r.expire(key, 3600)
+    assert feed_lag(r, KEYS) == {"count": 100, "p50_ms": 50.5, "p99_ms": 99.01}
+    # Only the newest samples count: here the 3 newest, one of them unreadable.
+    assert feed_lag(r, KEYS, samples=3) == {"count": 1, "p50_ms": 100.0, "p99_ms": 100.0}
+
+
+def test_collect_reports_consistency_per_window_and_only_reads(r):
+    put_bucket(r, 0, audit_checked=20, audit_stale=1, feed_records=5, feed_invalidated=4, feed_ignored=1)
+    put_bucket(r, 3, audit_checked=20, audit_stale=0)
+    put_bucket(r, 90, audit_checked=60, audit_stale=1)
+    r.lpush(KEYS.stats("feed:lag"), "12.5", "3.0", "7.5")
+    before = {key: r.dump(key) for key in r.scan_iter()}
+    report = collect(r, KEYS, now=NOW)
+    windows = report["consistency"]["windows"]
+    assert set(windows) == {"1m", "5m", "1h", "24h"}
+    assert windows["1m"] == {"checked": 20, "stale": 1, "stale_fraction": 0.05, "feed_records": 5,
+                             "feed_ignored": 1, "feed_invalidated": 4}
+    assert (windows["5m"]["checked"], windows["5m"]["stale"], windows["5m"]["stale_fraction"]) == (40, 1, 0.025)
+    assert (windows["1h"]["checked"], windows["24h"]["checked"], windows["24h"]["stale"]) == (40, 100, 2)
+    assert report["consistency"]["feed_lag"] == {"count": 3, "p50_ms": 7.5, "p99_ms": 12.4}
+    assert report["windows"]["1m"]["reads"] == 0  # the audit's counters are not reads
+    assert {key: r.dump(key) for key in r.scan_iter()} == before  # stats only reads
+    json.dumps(report)
 
 
 # -- memory -------------------------------------------------------------------------
@@ -176,6 +223,21 @@ def test_render_prints_names_literally(r, capsys):
     render(report)
     out = capsys.readouterr().out
     assert "[bold]Chez Nous[/bold]" in out and "requested=1" in out and "redis://:***@h" in out
+    assert "change feed lag: no samples yet" in out
+
+
+def test_render_shows_consistency_and_hold_off_refusals(r, capsys):
+    from cachewarm_cli.stats import render
+
+    put_bucket(r, 0, reads=4, misses=2, refused_hold=2, audit_checked=400, audit_stale=3, feed_records=12,
+               feed_ignored=2, feed_invalidated=10)
+    r.lpush(KEYS.stats("feed:lag"), "250.0", "40.0")
+    render({"cache": "redis://h:6379/0", **collect(r, KEYS, now=NOW)})
+    out = capsys.readouterr().out
+    assert "refused hold" in out and "consistency (audit and change feed)" in out
+    row = next(line for line in out.splitlines() if "0.75%" in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == ["1m", "400", "3", "0.75%", "12", "2", "10"]
+    assert "change feed lag, write to invalidation (last 2): p50 145.0 ms, p99 247.9 ms" in out
 
 
 # -- Flower settings and flowerconfig ------------------------------------------------------

@@ -11,12 +11,13 @@ import pytest
 import typer
 
 import cachewarm_cli
-from cachewarm_cli import bench, demo, load, read, stack, stats, table, warm, write
+from cachewarm_cli import bench, demo, feed, load, read, stack, stats, table, warm, write
 
 #: What README.md's "The shell" section lists, and nothing else.
-TOP_LEVEL = {"table", "generate", "load", "get", "warm", "review", "invalidate", "bench", "stats", "stack", "demo"}
+TOP_LEVEL = {"table", "generate", "load", "get", "warm", "review", "invalidate", "bench", "stats", "stack", "demo",
+             "feed"}
 GROUPS = {"table": {"create", "delete"}, "review": {"add"}, "bench": {"list", "show", "compare"},
-          "stack": {"up", "run"}}
+          "stack": {"up", "run"}, "feed": {"follow"}}
 
 
 def root_group():
@@ -24,7 +25,7 @@ def root_group():
 
 
 def test_every_module_has_its_own_typer_app_with_module_level_commands():
-    modules = (bench, demo, load, read, stack, stats, table, warm, write)
+    modules = (bench, demo, feed, load, read, stack, stats, table, warm, write)
     for module in modules:
         assert isinstance(module.app, typer.Typer), module.__name__
         for info in module.app.registered_commands:
