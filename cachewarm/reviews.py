@@ -42,8 +42,8 @@ def add_review(
     The invalidation raises the key's version floor to the new version, so no
     reader can cache the pre-write summary afterwards, even one that read an
     eventually consistent index. If Redis is unreachable the error propagates
-    after the write: the caller must say so (``invalidate_stale`` repairs it
-    within a minute, by version).
+    after the write: the caller must say so (the change feed invalidates the
+    summary again once Redis is back, and the TTL bounds it in any case).
     """
     if not username.strip():
         raise PermanentError("--user must not be empty")

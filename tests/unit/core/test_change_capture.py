@@ -175,3 +175,19 @@ def test_lambda_reads_the_auth_token_from_secrets_manager_once(monkeypatch):
 ])
 def test_auth_token_is_spliced_like_the_image_entrypoint(url, expected):
     assert with_auth_token(url, "tok") == expected
+
+
+def test_every_item_of_the_original_data_file_names_its_restaurant_by_its_keys_alone():
+    """KEYS_ONLY is enough: each item of the original format maps to the restaurant it feeds."""
+    import json
+
+    from tests.support.items import seed_items_path
+
+    path = seed_items_path()
+    assert path.is_file(), f"the original data file is missing: {path} (set CACHEWARM_SEED_ITEMS)"
+    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(items) == 261
+    for item in items:
+        keys = {"PK": {"S": item["PK"]}, "SK": {"S": item["SK"]}}
+        expected = item["name"] if item["PK"] == item["SK"] else item["restaurant"]
+        assert restaurant_of(keys) == expected, item["PK"]
