@@ -2,10 +2,12 @@
 
 Starts what is missing (redis-server, dynalite), generates and loads sample data
 made by the project, reads every restaurant twice (DynamoDB, then cache), starts
-a real celery worker and beat, warms through the worker, runs the benchmark task
-through the worker, prints the results and the plot's path, and stops exactly
-what it started. The dev stack is imported when the demo runs, not when the
-console script starts.
+a real celery worker, beat and change feed (``cachewarm feed follow``), writes
+straight to the table as another application would and times how soon ``get``
+shows each write (:mod:`cachewarm_cli.demo_feed`), warms through the worker,
+runs the benchmark task through the worker, prints the results and the plot's
+path, and stops exactly what it started. The dev stack is imported when the demo
+runs, not when the console script starts.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def latency_table(title: str, rows: dict[str, list[float]]) -> Table:
 def run_demo(console: Console, *, restaurants: int = 300, sample: int = 50, seed: int = 42) -> int:
     """Run the demo; returns the process exit code."""
     from cachewarm import reset as core_reset
+    from cachewarm_cli.demo_feed import run_feed_step, start_follower
     from cachewarm_cli.stack import stack_environ
     from devstack.localstack import LocalStack, start_process, wait_for_log
 
@@ -102,7 +105,7 @@ def run_demo(console: Console, *, restaurants: int = 300, sample: int = 50, seed
              f"2nd read ({'/'.join(sorted(sources['second']))})": second},
         ))
 
-        console.rule("3. celery worker and beat")
+        console.rule("3. celery worker, beat and the change feed")
         bin_dir = Path(sys.executable).parent
         worker = start_process("demo-worker", [str(bin_dir / "celery"), "-A", "workers", "worker",
                                                "--loglevel=INFO", "--concurrency=2"], demo_dir, env)
@@ -110,11 +113,18 @@ def run_demo(console: Console, *, restaurants: int = 300, sample: int = 50, seed
         beat = start_process("demo-beat", [str(bin_dir / "celery"), "-A", "workers", "beat", "--loglevel=INFO"],
                              demo_dir, env)
         processes.append(beat)
+        feed = start_follower(demo_dir, env)  # the Procfile's feed process: cachewarm feed follow
+        processes.append(feed)
         wait_for_log(worker, "ready.", timeout=90)
         wait_for_log(beat, "beat: Starting", timeout=60)
-        console.print(f"worker ready (log {worker.log_path}); beat running (log {beat.log_path})")
+        console.print(f"worker ready (log {worker.log_path}); beat running (log {beat.log_path}); "
+                      f"change feed following the table's stream (log {feed.log_path})")
 
-        console.rule("4. warm through the worker")
+        console.rule("4. change feed: another application writes straight to the table")
+        if run_feed_step(console, engine, repo, names[0], feed):
+            return 1
+
+        console.rule("5. warm through the worker")
         invalidate_all(engine)
         from cachewarm.batching import chunked
         from cachewarm_cli.warm import CHUNK, collect
@@ -128,7 +138,7 @@ def run_demo(console: Console, *, restaurants: int = 300, sample: int = 50, seed
         console.print(f"warmed {warmed} summaries in {elapsed:.2f}s through cachewarm.warm_names; "
                       f"then {hits}/{len(names)} reads were cache hits")
 
-        console.rule("5. benchmark through the worker (cachewarm.run_benchmark)")
+        console.rule("6. benchmark through the worker (cachewarm.run_benchmark)")
         from cachewarm.bench_store import BenchmarkStore
         from cachewarm_cli.bench import TASK, follow_run, results_table
         from cachewarm_cli.plot import plot_run
