@@ -8,7 +8,6 @@ import os
 
 from cachewarm.cache import CacheAside, FetchResult
 from cachewarm.clients import cache_redis, dynamodb_client
-from cachewarm.model import Summary
 from cachewarm.repository import RestaurantRepository
 from cachewarm.settings import Settings, get_settings
 
@@ -19,20 +18,9 @@ def repository(settings: Settings | None = None) -> RestaurantRepository:
     return RestaurantRepository(dynamodb_client(settings), settings.table_name)
 
 
-class _LazyRepository:
-    """The repository, built on the first miss: a cache hit (and the change feed) never builds a DynamoDB client."""
-
-    def __init__(self, settings: Settings):
-        self._settings = settings
-
-    def get_summary(self, name: str) -> Summary | None:
-        """The restaurant's summary from DynamoDB, or None when it does not exist."""
-        return repository(self._settings).get_summary(name)
-
-
 @functools.cache
 def _engine(pid: int, settings: Settings) -> CacheAside:
-    engine = CacheAside(cache_redis(settings), _LazyRepository(settings), settings)
+    engine = CacheAside(cache_redis(settings), repository(settings), settings)
     # Read tallies are flushed lazily; send the remainder when the process ends.
     atexit.register(engine.flush)
     return engine
