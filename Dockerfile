@@ -4,8 +4,12 @@
 # directory). The default command runs a worker; compose and ECS pass the others:
 #   celery -A workers worker --loglevel=INFO
 #   celery -A workers beat --loglevel=INFO
-#   celery -A workers flower --conf=workers/flowerconfig.py --address=0.0.0.0 --port=5555
+#   celery -A workers flower --address=0.0.0.0      (its config comes from the installed workers/flowerconfig.py)
 #   cachewarm table create | cachewarm load FILE | cachewarm generate -o FILE ...
+# Health checks: `python -m workers.health worker|beat|flower`, given per container by the ECS task definitions
+# and docker-compose.yml. The image declares no HEALTHCHECK: ECS ignores one, and no single check fits every
+# command this image runs (a one-off `cachewarm load` has nothing to check).
+# tests/integration/test_image_commands.py runs every one of these commands from an installed wheel.
 ARG PYTHON_VERSION=3.12
 
 FROM python:${PYTHON_VERSION}-slim AS build
@@ -16,10 +20,11 @@ WORKDIR /src
 # Dependencies first, from pyproject.toml alone, so code changes do not reinstall them. The image
 # gets the four runtime layers (core, loaders, workers, the shell for one-off `cachewarm` tasks) and
 # the `cli` extra; never the dev stack (devstack/), the demo's plotting or the tests.
-COPY pyproject.toml README.md ./
+# constraints.txt: the versions the tests ran on (make setup installs with it too).
+COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir cachewarm workers loaders cachewarm_cli \
  && touch cachewarm/__init__.py workers/__init__.py loaders/__init__.py cachewarm_cli/__init__.py \
- && pip install '.[cli]' \
+ && pip install -c constraints.txt '.[cli]' \
  && pip uninstall --yes cachewarm \
  && rm -rf cachewarm workers loaders cachewarm_cli build
 COPY cachewarm ./cachewarm

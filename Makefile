@@ -19,11 +19,12 @@ endef
 
 setup: $(PY_STAMP) $(NODE_STAMP) redis-server ## idempotent: .venv, Node deps, redis-server
 
-$(PY_STAMP): pyproject.toml
+# constraints.txt pins every package at the version the tests ran on (the Dockerfile installs with it too).
+$(PY_STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,infra]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,infra]'
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json

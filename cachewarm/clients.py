@@ -25,6 +25,25 @@ _clients: dict[tuple[object, ...], object] = {}
 #: Credentials handed to a local DynamoDB stand-in (dynalite checks their shape only).
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
+#: The Redis protocol (RESP version) of every client the project configures: this module's, and
+#: Celery's result backend and redbeat's (workers/config.py). RESP3, on purpose:
+#:
+#: * kombu 5.7's Redis transport (the broker: BRPOP, publishes and the pub/sub of events and
+#:   broadcast commands) takes no protocol option (its connection parameters are a fixed set; a
+#:   ``protocol`` in the broker URL is a TypeError), so its connections speak redis-py 8's default,
+#:   RESP3. Choosing RESP2 for the others would put two protocols on one server, each tested for
+#:   half of the traffic; with RESP3 everything that talks to Redis speaks one, the one the tests run.
+#: * ElastiCache for Valkey 8 (production), Valkey 8.1 and Redis 7.0 (the tests) all serve it (HELLO 3).
+#: * Replies keep their RESP2 shapes in Python (redis-py's ``legacy_responses`` default), and the
+#:   cache's Lua scripts return integers and strings only, which both protocols carry alike.
+#: * Its cost: a new connection's handshake adds HELLO 3 and redis-py's CLIENT MAINT_NOTIFICATIONS
+#:   (which ElastiCache, Valkey and Redis 7.0 refuse, and redis-py then ignores): two round trips
+#:   per connection, not per command; a hung server still fails at the first, within ``timeout``.
+#:
+#: tests/unit/test_constraints.py checks that redis-py's default still is this protocol and that
+#: kombu still has no option for it: if either changes, state it for the broker too.
+REDIS_PROTOCOL = 3
+
 
 def _cached(key: tuple[object, ...], build: Callable[[], T]) -> T:
     full_key = (os.getpid(), *key)
@@ -122,6 +141,7 @@ def redis_client(url: str, *, timeout: float, retries: int = 1) -> redis.Redis:
             retry_on_error=[ConnectionError],
             health_check_interval=30,
             client_name="cachewarm",
+            protocol=REDIS_PROTOCOL,
         )
 
     return _cached(("redis", url, timeout, retries), build)

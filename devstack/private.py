@@ -3,7 +3,10 @@
 The tests and the benchmarks use it (the demo and ``cachewarm stack`` reuse what
 runs through :class:`devstack.localstack.LocalStack` instead). Both servers listen
 on free loopback ports, never the machine's shared Redis on 6379, and stop when
-the block ends. :meth:`PrivateStack.environ` gives one user of the stack its own
+the block ends. The Redis-protocol server is redis-server or Valkey (``engine``,
+see :data:`devstack.localstack.ENGINES`); :class:`PrivateStacks` holds one stack per
+engine over a single dynalite, for a test session that runs tests on both.
+:meth:`PrivateStack.environ` gives one user of the stack its own
 table, key prefix and Redis database, in an environment scrubbed of every
 variable the settings read, so nothing from the caller's shell leaks in.
 :func:`use_environ` points this process at such an environment for a block and
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from cachewarm import reset
 from cachewarm.settings import ENV_VARS
-from devstack.localstack import Service, start_dynalite, start_redis
+from devstack.localstack import DEFAULT_ENGINE, ENGINES, Service, StackError, start_dynalite, start_redis
 
 #: Read by the settings, botocore or Flower: never inherited from the caller's environment.
 SCRUBBED = frozenset({*ENV_VARS.values(), "AWS_DEFAULT_REGION", "AWS_PROFILE", "FLOWER_BASIC_AUTH"})
@@ -36,11 +39,13 @@ def scrubbed_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]
 
 @dataclass
 class PrivateStack:
-    """A redis-server and a dynalite that this process started, and where they keep their files."""
+    """A Redis-protocol server and a dynalite that this process started, and where they keep their files."""
 
     redis: Service
     dynalite: Service
     workdir: Path
+    #: Which server ``redis`` is: "redis" (redis-server) or "valkey".
+    engine: str = DEFAULT_ENGINE
 
     def environ(
         self, *, table_name: str, key_prefix: str, db: int = 0, base: Mapping[str, str] | None = None,
@@ -50,7 +55,7 @@ class PrivateStack:
         ``base`` (default ``os.environ``) is scrubbed of every setting first.
         """
         if not 0 <= db <= 15:
-            raise ValueError(f"redis-server has databases 0..15, not {db}")
+            raise ValueError(f"{self.engine} has databases 0..15, not {db}")
         env = scrubbed_environ(base)
         env.update(
             LOCAL_AWS,
@@ -70,29 +75,76 @@ class PrivateStack:
             self.redis.stop()
 
 
-def start_private_stack(workdir: Path, *, persist_dynamodb: bool = False) -> PrivateStack:
-    """Start redis-server and dynalite under ``workdir`` on free ports; the caller stops them.
+def start_private_stack(
+    workdir: Path, *, persist_dynamodb: bool = False, engine: str = DEFAULT_ENGINE,
+) -> PrivateStack:
+    """Start ``engine``'s server (redis-server by default) and dynalite under ``workdir`` on free ports.
 
-    Redis persists nothing; dynalite keeps its data on disk under ``workdir``
-    only with ``persist_dynamodb`` (otherwise in memory).
+    The caller stops them. Redis persists nothing; dynalite keeps its data on disk
+    under ``workdir`` only with ``persist_dynamodb`` (otherwise in memory).
     """
-    redis_server = start_redis(workdir / "redis")
+    redis_server = start_redis(workdir / engine, engine=engine)
     try:
         dynalite = start_dynalite(workdir / "dynalite", persist=persist_dynamodb)
     except BaseException:
         redis_server.stop()
         raise
-    return PrivateStack(redis_server, dynalite, workdir)
+    return PrivateStack(redis_server, dynalite, workdir, engine)
 
 
 @contextlib.contextmanager
-def private_stack(workdir: Path, *, persist_dynamodb: bool = False) -> Iterator[PrivateStack]:
+def private_stack(
+    workdir: Path, *, persist_dynamodb: bool = False, engine: str = DEFAULT_ENGINE,
+) -> Iterator[PrivateStack]:
     """:func:`start_private_stack` for the block; both servers stop when it ends."""
-    stack = start_private_stack(workdir, persist_dynamodb=persist_dynamodb)
+    stack = start_private_stack(workdir, persist_dynamodb=persist_dynamodb, engine=engine)
     try:
         yield stack
     finally:
         stack.stop()
+
+
+class PrivateStacks:
+    """Private stacks that share one in-memory dynalite: one per engine, each started on first use.
+
+    The test session holds one: most tests run on the default engine's stack, the
+    engine-matrix tests on each engine's in turn. Tables are per test, so sharing the
+    DynamoDB stand-in costs nothing; the Redis-protocol server is what differs.
+    :meth:`stop` stops everything; a stack from :meth:`get` must not be stopped alone
+    (its dynalite is shared).
+    """
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self._dynalite: Service | None = None
+        self._stacks: dict[str, PrivateStack] = {}
+
+    def get(self, engine: str = DEFAULT_ENGINE) -> PrivateStack:
+        """The stack of ``engine`` (one of :data:`~devstack.localstack.ENGINES`), started if need be."""
+        if engine not in ENGINES:
+            raise StackError(f"unknown Redis engine {engine!r}: one of {', '.join(ENGINES)}")
+        stack = self._stacks.get(engine)
+        if stack is None:
+            if self._dynalite is None:
+                self._dynalite = start_dynalite(self.workdir / "dynalite", persist=False)
+            server = start_redis(self.workdir / engine, engine=engine)
+            stack = self._stacks[engine] = PrivateStack(server, self._dynalite, self.workdir, engine)
+        return stack
+
+    @property
+    def started(self) -> list[str]:
+        """The engines whose stacks run, in the order they were started."""
+        return list(self._stacks)
+
+    def stop(self) -> None:
+        """Stop every server: the Redis-protocol ones newest first, then dynalite."""
+        try:
+            while self._stacks:
+                self._stacks.popitem()[1].redis.stop()
+        finally:
+            if self._dynalite is not None:
+                self._dynalite.stop()
+                self._dynalite = None
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from typing import Any
 
 from kombu import Queue
 
+from cachewarm.clients import REDIS_PROTOCOL
 from cachewarm.settings import Settings
 from workers.schedule import beat_schedule
 
@@ -72,13 +73,27 @@ def _tls_options(url: str) -> dict[str, Any] | None:
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
+def _with_protocol(url: str) -> str:
+    """``url`` with ``protocol=`` :data:`~cachewarm.clients.REDIS_PROTOCOL` in its query.
+
+    Celery's Redis result backend has no setting for the protocol; it hands the
+    URL's query arguments to redis-py. (kombu, the broker, has neither: its
+    connections use redis-py's default, the same RESP3; see cachewarm/clients.py.)
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "protocol"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("protocol", str(REDIS_PROTOCOL))])))
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery setting the project uses, for ``settings``."""
     tls = _tls_options(settings.broker_url)
     return {
         **({"broker_use_ssl": tls, "redis_backend_use_ssl": tls} if tls else {}),
         "broker_url": settings.broker_url,
-        "result_backend": settings.broker_url,
+        "result_backend": _with_protocol(settings.broker_url),
         "result_expires": 24 * 3600,
         "result_extended": True,  # Flower and `celery result` show names and arguments
         "broker_connection_retry_on_startup": True,
@@ -114,7 +129,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_scheduler": "workers.beat:RedBeatScheduler",  # redbeat that survives a Redis restart
         "beat_max_loop_interval": 5,
         "redbeat_redis_url": settings.broker_url,
-        "redbeat_redis_options": {"retry_period": 60},
+        # Passed to redis-py as they are (redbeat >= 2.4), but for redbeat's own retry_period.
+        "redbeat_redis_options": {"retry_period": 60, "protocol": REDIS_PROTOCOL},
         "redbeat_key_prefix": f"{settings.key_prefix}:redbeat",
         "redbeat_lock_timeout": 30,
         "beat_schedule": beat_schedule(settings),

@@ -1,8 +1,10 @@
 """Flower's configuration for this project.
 
-Run Flower with it (the Procfile, and so ``make up``, does)::
-
-    celery -A workers flower --conf=workers/flowerconfig.py
+``celery -A workers flower`` reads it with no ``--conf``: importing the app
+(``workers/app.py``) points Flower's ``conf`` option at this file, wherever the
+package is installed, so the image (a wheel, started in an empty directory) and
+a checkout run the same configuration. ``--conf=PATH`` or ``FLOWER_CONF`` still
+choose another file.
 
 Flower 2.x executes this file with tornado's ``parse_config_file`` and applies
 every module-level name that is one of its options; names starting with ``_``
@@ -18,6 +20,13 @@ What it sets:
   Flower refuses to start without authentication: no FLOWER_BASIC_AUTH and no
   OAuth (``--auth`` / FLOWER_AUTH) ends it with one line and exit code 2.
   ``cachewarm stack up`` generates a password when none is set;
+* ``read_only`` (Flower >= 2.1): on unless FLOWER_READ_ONLY says otherwise
+  (``FLOWER_READ_ONLY=false``). Read-only Flower answers 403 to every action
+  (revoke, terminate, shut down or resize a worker's pool, add or cancel a
+  consumer, rate and time limits, applying or sending a task) and hides their
+  buttons; watching is unchanged. Flower parses FLOWER_READ_ONLY itself (before
+  this file), so only the default is set here. A Flower without the option
+  ends with one line and exit code 2 rather than run with actions enabled;
 * the task list's columns (name, arguments, state, result, runtime, worker);
 * ``format_task``: a running task that reported PROGRESS (``update_state`` with
   ``{"done", "total"}``) shows ``progress done/total (pct)`` as its result.
@@ -26,6 +35,7 @@ Bad values end Flower with one line naming the variable and exit code 2, like
 every other entry point. Nothing here connects to anything.
 """
 
+import os
 import sys
 
 from tornado.options import options as _options
@@ -47,6 +57,16 @@ elif not (getattr(_options, "basic_auth", None) or getattr(_options, "auth", Non
     print("error: FLOWER_BASIC_AUTH is not set: Flower would be open to anyone who reaches it. "
           "Set FLOWER_BASIC_AUTH=user:password (or use 'make up', which generates one).", file=sys.stderr)
     raise SystemExit(2)
+
+# Watching, not acting, unless the operator asks (FLOWER_READ_ONLY=false).
+if "read_only" not in _options:
+    if os.environ.get("FLOWER_READ_ONLY", "true").strip().lower() not in ("0", "false", "f", "n", "no", "off"):
+        print("error: this Flower has no read-only mode (flower >= 2.1 has it): it would let anyone with the "
+              "login revoke tasks and shut down workers. Upgrade Flower, or set FLOWER_READ_ONLY=false to run it "
+              "with actions enabled.", file=sys.stderr)
+        raise SystemExit(2)
+elif "FLOWER_READ_ONLY" not in os.environ:
+    read_only = True
 
 # Arguments and results next to names (tasks take names or ids, never item bodies);
 # the name links to the task page, which shows the UUID.

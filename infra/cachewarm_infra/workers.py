@@ -22,9 +22,11 @@ from cachewarm_infra.nag import acknowledge
 WORKER_COMMAND = ["celery", "-A", "workers", "worker", "--loglevel=INFO"]
 BEAT_COMMAND = ["celery", "-A", "workers", "beat", "--loglevel=INFO"]
 FLOWER_PORT = Settings().flower_port  # the app's default (FLOWER_PORT in cachewarm.settings)
-FLOWER_COMMAND = [
-    "celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", f"--port={FLOWER_PORT}",
-]
+# Flower reads workers/flowerconfig.py from the installed package (no --conf); its port is FLOWER_PORT's default,
+# which the port mapping and the health check use too.
+FLOWER_COMMAND = ["celery", "-A", "workers", "flower", "--address=0.0.0.0"]
+#: Each container's health check: the image's `python -m workers.health ROLE` (docker-compose.yml runs the same).
+HEALTH_COMMANDS = {role: ["python", "-m", "workers.health", role] for role in ("worker", "beat", "flower")}
 FLOWER_USER = "flower"
 NAMESPACE = "cachewarm.internal"
 
@@ -42,8 +44,12 @@ class WorkerServices(Construct):
     * ``beat``: exactly one task (redbeat also holds a lock in Redis, so an overlap during a
       deployment would be harmless, but the service never starts a second one).
     * ``flower``: one task with no public IP, registered in the private DNS namespace
-      ``cachewarm.internal`` and protected by basic auth. Its port is closed until
-      :meth:`allow_flower_from` opens it to a peer.
+      ``cachewarm.internal``, protected by basic auth and read-only (``FLOWER_READ_ONLY``, from
+      ``flower_read_only``). Its port is closed until :meth:`allow_flower_from` opens it to a peer.
+
+    Every container has a health check (:data:`HEALTH_COMMANDS`, see ``workers/health.py``): the worker's and
+    beat's liveness files, Flower's ``/healthcheck``. ECS replaces a task whose check fails ``retries`` times
+    in a row after the start period; the deployment circuit breaker counts tasks that never become healthy.
 
     All tasks share ``security_group`` (the one the cache admits). ``worker_task_role`` is the role
     the stack grants table access to; beat and Flower get no data-plane permissions.
@@ -63,6 +69,7 @@ class WorkerServices(Construct):
         worker_max_count: int = 6,
         worker_cpu: int = 1024,
         worker_memory: int = 2048,
+        flower_read_only: bool = True,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -112,6 +119,7 @@ class WorkerServices(Construct):
             WORKER_COMMAND,
             # Celery's warm shutdown finishes running tasks on SIGTERM; Fargate allows up to 120 s.
             stop_timeout=Duration.seconds(120),
+            health_check=self._health_check("worker"),
             **common,
         )
         self.worker_service = self._service(
@@ -130,7 +138,8 @@ class WorkerServices(Construct):
 
         # --- beat ---------------------------------------------------------------------------------
         self.beat_task_definition = self._task_definition("Beat", 256, 512)
-        self._container(self.beat_task_definition, "beat", BEAT_COMMAND, **common)
+        self._container(self.beat_task_definition, "beat", BEAT_COMMAND, health_check=self._health_check("beat"),
+                        **common)
         # Stop the old beat before starting the new one: never two schedulers at once.
         self.beat_service = self._service(
             "BeatService",
@@ -156,9 +165,12 @@ class WorkerServices(Construct):
             self.flower_task_definition,
             "flower",
             FLOWER_COMMAND,
-            environment=dict(environment),
+            # Flower's own variable (workers/flowerconfig.py makes read-only the default): here so that the
+            # template says which mode runs, and an operator changes it in one place.
+            environment={**dict(environment), "FLOWER_READ_ONLY": "true" if flower_read_only else "false"},
             secrets=flower_secrets,
             port_mappings=[ecs.PortMapping(container_port=FLOWER_PORT, name="flower")],
+            health_check=self._health_check("flower"),
         )
         self.flower_service = self._service(
             "FlowerService",
@@ -232,6 +244,21 @@ class WorkerServices(Construct):
         )
         acknowledge(task_definition, "AwsSolutions-ECS2", _ENV_REASON)
         return task_definition
+
+    @staticmethod
+    def _health_check(role: str) -> ecs.HealthCheck:
+        """``python -m workers.health ROLE`` every 30 s; unhealthy after 3 failures past a 60 s start period.
+
+        The worker's check fails once its liveness file is 60 s old (beat's: 150 s), so ECS replaces a
+        worker stuck or cut off from Redis for about 2.5 minutes, not one riding out a Multi-AZ failover.
+        """
+        return ecs.HealthCheck(
+            command=["CMD", *HEALTH_COMMANDS[role]],
+            interval=Duration.seconds(30),
+            timeout=Duration.seconds(10),
+            retries=3,
+            start_period=Duration.seconds(60),
+        )
 
     def _container(
         self,

@@ -13,6 +13,7 @@ import yaml
 
 from cachewarm.settings import ENV_VARS, Settings
 from cachewarm_cli import app as cli_app
+from workers.health import command as health_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -21,13 +22,15 @@ COMMANDS = {
     "worker": ["celery", "-A", "workers", "worker", "--loglevel=INFO"],
     "beat": ["celery", "-A", "workers", "beat", "--loglevel=INFO"],
     "feed": ["cachewarm", "feed", "follow"],
-    "flower": [
-        "celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", "--port=5555",
-    ],
+    # No --conf: the app points Flower at the installed workers/flowerconfig.py; the port is FLOWER_PORT's.
+    "flower": ["celery", "-A", "workers", "flower", "--address=0.0.0.0"],
 }
+#: Services with the health check of their role (the feed has none: see the comment in docker-compose.yml).
+HEALTH_CHECKED = ("worker", "beat", "flower")
 #: botocore reads these itself; dynalite ignores them but requests must be signed.
 AWS_SDK_NAMES = {"AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-CONTRACT_NAMES = set(ENV_VARS.values()) | AWS_SDK_NAMES | {"FLOWER_BASIC_AUTH"}
+#: Flower's own variables: its login, and FLOWER_READ_ONLY (workers/flowerconfig.py makes read-only the default).
+CONTRACT_NAMES = set(ENV_VARS.values()) | AWS_SDK_NAMES | {"FLOWER_BASIC_AUTH", "FLOWER_READ_ONLY"}
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -180,12 +183,41 @@ def test_long_running_services_use_the_contract_commands(services, name):
     assert depends["dynalite"]["condition"] == "service_healthy"
 
 
-def test_flower_has_basic_auth_and_listens_on_loopback_only(services):
+def test_flower_has_basic_auth_is_read_only_and_listens_on_loopback_only(services):
     flower = services["flower"]
-    auth = environment(flower)["FLOWER_BASIC_AUTH"]
-    user, _, password = auth.partition(":")
+    env = environment(flower)
+    user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
     assert user and password
-    assert ("127.0.0.1", 5555) in published(flower)
+    assert env["FLOWER_READ_ONLY"] == "true", "read-only unless the operator sets FLOWER_READ_ONLY=false"
+    # The command names no port: Flower listens on FLOWER_PORT (its default here), which is what is published.
+    port = Settings.from_env(env).flower_port
+    assert ("127.0.0.1", port) in published(flower)
+
+
+@pytest.mark.parametrize("name", HEALTH_CHECKED)
+def test_long_running_services_run_the_health_check_of_their_role(services, name):
+    """The same command as the ECS task definitions (tests/infra/test_cdk_app.py checks those)."""
+    check = services[name]["healthcheck"]
+    assert check["test"] == ["CMD", *health_command(name)]
+    assert check.get("start_period") and int(check.get("retries", 0)) >= 1 and check.get("timeout")
+
+
+def test_the_feed_and_the_one_shots_have_no_health_check(services):
+    # The image declares no HEALTHCHECK either, so nothing is inherited.
+    assert not re.search(r"^\s*HEALTHCHECK\b", (REPO_ROOT / "Dockerfile").read_text(), re.MULTILINE | re.IGNORECASE)
+    for name in ("feed", "loader", "dynalite-deps"):
+        assert "healthcheck" not in services[name], name
+
+
+def test_every_healthy_condition_names_a_service_with_a_health_check(services):
+    """`depends_on: condition: service_healthy` on a service without one would never start the dependant."""
+    for name, service in services.items():
+        for dependency, spec in (service.get("depends_on") or {}).items():
+            if spec.get("condition") == "service_healthy":
+                assert has_healthcheck(services[dependency]), f"{name} waits for {dependency}, which has no check"
+    # Beat dispatches only once a worker consumes (its entries expire unrun); Flower needs no worker.
+    assert services["beat"]["depends_on"]["worker"]["condition"] == "service_healthy"
+    assert "worker" not in services["flower"]["depends_on"]
 
 
 def test_loader_is_one_shot_and_creates_generates_and_loads(services):

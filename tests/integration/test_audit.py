@@ -22,7 +22,7 @@ from devstack.dynamo_proxy import DynamoProxy
 from tests.support.items import restaurant, review
 from tests.support.tables import batch_put
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.engine_matrix]
 
 RESTAURANTS = 1000
 K = 100

@@ -39,6 +39,7 @@ def test_bench_wait_json_plot_then_survives_a_redis_wipe(cli, worker, stack_env,
     assert missing.returncode == 1 and "no benchmark run" in missing.stderr
 
 
+@pytest.mark.engine_matrix
 def test_celery_call_runs_the_benchmark(worker, stack_env, table, celery_client):
     import subprocess
 

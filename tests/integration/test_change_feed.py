@@ -51,6 +51,7 @@ def review_record(name: str, user: str, sequence: str) -> dict:
                          "StreamViewType": "KEYS_ONLY"}}
 
 
+@pytest.mark.engine_matrix
 @pytest.mark.parametrize("hold_off_ms", [1500, 0])
 def test_a_lagging_index_leaves_no_stale_value_past_the_hold_off(stack_env, table, dynalite, hold_off_ms):
     """The index answers with the pre-write snapshot for a while after the write.
@@ -147,6 +148,7 @@ def test_records_that_arrive_while_redis_is_frozen_are_all_invalidated_after(sta
         cache_redis.stop()
 
 
+@pytest.mark.engine_matrix
 def test_feed_follow_shows_direct_writes_in_get(cli, stack_env, table):
     """``cachewarm feed follow`` (the Procfile's process) makes direct writes show in ``cachewarm get``."""
     name = "Direct Writes"

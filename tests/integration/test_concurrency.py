@@ -20,7 +20,7 @@ from cachewarm.settings import Settings
 from devstack.dynamo_proxy import DynamoProxy
 from tests.support.items import put_items, restaurant, review
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.engine_matrix]
 
 
 def _read_once(env: dict, name: str, barrier, out) -> None:

@@ -42,12 +42,13 @@ class FlowerProc:
     password: str
     proc: object
 
-    def get(self, path: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
-        """GET ``path``; returns (status, body) for any status."""
+    def get(self, path: str, auth: tuple[str, str] | None = None, method: str = "GET") -> tuple[int, bytes]:
+        """GET (or ``method``) ``path``; returns (status, body) for any status."""
         headers = {}
         if auth is not None:
             headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
-        request = urllib.request.Request(self.url + path, headers=headers)
+        data = b"" if method == "POST" else None
+        request = urllib.request.Request(self.url + path, headers=headers, data=data, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.read()
@@ -63,13 +64,8 @@ def worker_name(worker) -> str:
 
 @pytest.fixture
 def flower(celery_proc, stack_env) -> FlowerProc:
-    """``celery -A workers flower --conf=workers/flowerconfig.py`` with a login, on a free port."""
-    user, password = "ops", secrets.token_urlsafe(12)
-    port = free_port()
-    env = dict(stack_env, FLOWER_BASIC_AUTH=f"{user}:{password}", FLOWER_PORT=str(port))
-    proc = celery_proc(["flower", "--conf=workers/flowerconfig.py"], env, name="flower")
-    proc.wait_for("Visit me at")
-    return FlowerProc(f"http://127.0.0.1:{port}", port, user, password, proc)
+    """``celery -A workers flower`` (no ``--conf``: the app points Flower at workers/flowerconfig.py) with a login."""
+    return start_flower(celery_proc, stack_env)
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -86,6 +82,7 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.engine_matrix
 def test_anonymous_requests_get_401_and_the_login_lists_the_worker(worker, flower):
     for path in ("/", "/tasks", "/api/workers", "/api/tasks", "/workers"):
         status, _ = flower.get(path)
@@ -109,24 +106,66 @@ def test_anonymous_requests_get_401_and_the_login_lists_the_worker(worker, flowe
     assert "cachewarm.run_benchmark" in log  # registered tasks come from -A workers
 
 
+def start_flower(celery_proc, env: dict[str, str], **extra: str) -> FlowerProc:
+    """``celery -A workers flower`` with a login on a free port, and ``extra`` variables (else Flower's defaults)."""
+    user, password = "ops", secrets.token_urlsafe(12)
+    port = free_port()
+    env = {name: value for name, value in env.items() if name != "FLOWER_READ_ONLY"}  # not from the caller's shell
+    proc = celery_proc(["flower"], dict(env, FLOWER_BASIC_AUTH=f"{user}:{password}", FLOWER_PORT=str(port), **extra),
+                       name="flower")
+    proc.wait_for("Visit me at")
+    return FlowerProc(f"http://127.0.0.1:{port}", port, user, password, proc)
+
+
+def listed_node(flower: FlowerProc, worker) -> str:
+    """The worker's full node name once Flower lists it."""
+    prefix = worker_name(worker)
+
+    def listed():
+        status, body = flower.get("/api/workers?refresh=1", auth=(flower.user, flower.password))
+        return status == 200 and next((name for name in json.loads(body) if name.startswith(prefix)), None)
+
+    return wait_until(listed, 60, f"worker {prefix}* in /api/workers", interval=0.5)
+
+
+def test_flower_is_read_only_unless_the_operator_says_otherwise(worker, flower, celery_proc, stack_env):
+    login = (flower.user, flower.password)
+    node = listed_node(flower, worker)
+    actions = [f"/api/worker/pool/grow/{node}?n=1", f"/api/worker/pool/shrink/{node}?n=1",
+               f"/api/worker/shutdown/{node}", "/api/task/revoke/0a0a0a0a?terminate=true",
+               "/api/task/async-apply/cachewarm.warm_hot"]
+    for path in actions:
+        status, body = flower.get(path, auth=login, method="POST")
+        assert (status, b"Read only mode is enabled" in body) == (403, True), path
+    assert flower.get("/api/workers", auth=login)[0] == 200  # watching is unchanged
+
+    # The operator's choice: FLOWER_READ_ONLY=false gives the actions back.
+    writable = start_flower(celery_proc, stack_env, FLOWER_READ_ONLY="false")
+    node = listed_node(writable, worker)
+    status, body = writable.get(f"/api/worker/pool/grow/{node}?n=1", auth=(writable.user, writable.password),
+                                method="POST")
+    assert status == 200, body
+
+
 def test_flower_refuses_to_start_without_a_login(stack_env):
     import subprocess
 
     env = {k: v for k, v in stack_env.items() if not k.startswith("FLOWER_")}
     env["FLOWER_PORT"] = str(free_port())
-    done = subprocess.run([str(BIN / "celery"), "-A", "workers", "flower", "--conf=workers/flowerconfig.py"],
+    done = subprocess.run([str(BIN / "celery"), "-A", "workers", "flower"],
                           env=env, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
     assert done.returncode == 2
     assert "FLOWER_BASIC_AUTH is not set" in done.stderr
     assert "Traceback" not in done.stderr
 
     env["FLOWER_BASIC_AUTH"] = "no-password-here"
-    done = subprocess.run([str(BIN / "celery"), "-A", "workers", "flower", "--conf=workers/flowerconfig.py"],
+    done = subprocess.run([str(BIN / "celery"), "-A", "workers", "flower"],
                           env=env, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: FLOWER_BASIC_AUTH=") and "no-password-here" not in done.stderr
 
 
+@pytest.mark.engine_matrix
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup installs it)")
 def test_browser_logs_in_and_sees_the_worker_and_a_succeeded_benchmark(worker, flower, table, celery_client,
                                                                        tmp_path):

@@ -64,6 +64,7 @@ HOSTILE = ["Star*", "Star", "Starbucks", "St?r", "[Star]", "tab\tname", "CafÃ© æ
            "a:b", "Sta"]
 
 
+@pytest.mark.engine_matrix
 def test_hostile_names_round_trip_and_never_collide(stack_env, table, live_settings):
     put_items(table, [restaurant(n) for n in HOSTILE] + [review(n, f"{i:040x}") for i, n in enumerate(HOSTILE)])
     engine = service.engine(live_settings)
@@ -81,6 +82,7 @@ def test_hostile_names_round_trip_and_never_collide(stack_env, table, live_setti
     assert all(client.pttl(k) > 0 for k in stored)
 
 
+@pytest.mark.engine_matrix
 def test_unknown_restaurant_is_not_found_and_cached_negatively(cli, stack_env, table):
     first = cli("get", "Nowhere", "--json", env=stack_env)
     assert first.returncode == 1

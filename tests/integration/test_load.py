@@ -259,6 +259,7 @@ def test_async_load_through_a_worker(cli, worker, stack_env, table, messy_file, 
     assert _count(table) == 983  # idempotent: the same table after a second load
 
 
+@pytest.mark.engine_matrix
 def test_an_async_load_is_a_canvas_of_chunks_whose_progress_shows_on_one_id(cli, worker, stack_env, table,
                                                                            tmp_path, celery_client):
     path = tmp_path / "items.jsonl"

@@ -11,6 +11,7 @@ from tests.support.items import put_items, restaurant, review
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.engine_matrix
 def test_worker_warms_names(worker, stack_env, table, live_settings, celery_client):
     put_items(table, [restaurant("A"), restaurant("B"), review("A", "1" * 40)])
     result = celery_client.send_task("cachewarm.warm_names", args=[["A", "B", "Missing"]])

@@ -56,3 +56,50 @@ def test_flowerconfig_shows_progress_of_running_tasks(monkeypatch, flower_option
     done = Task()
     done.state, done.result = "SUCCESS", "{'ok': 1}"
     assert format_task(done).result == "{'ok': 1}"
+
+
+def test_flowerconfig_makes_flower_read_only_unless_the_operator_says_otherwise(monkeypatch, flower_options):
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:pw")
+    monkeypatch.delenv("FLOWER_READ_ONLY", raising=False)
+    assert runpy.run_path(str(FLOWERCONFIG))["read_only"] is True
+    # Flower parses FLOWER_READ_ONLY itself, before the file: the file then leaves the option alone.
+    for value in ("false", "0", "true"):
+        monkeypatch.setenv("FLOWER_READ_ONLY", value)
+        assert "read_only" not in runpy.run_path(str(FLOWERCONFIG))
+
+
+def test_flowerconfig_refuses_a_flower_without_read_only_mode(monkeypatch, flower_options, capsys):
+    from tornado.options import options
+
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "ops:pw")
+    monkeypatch.delenv("FLOWER_READ_ONLY", raising=False)
+    saved = options._options.pop("read-only")  # as in Flower < 2.1
+    try:
+        with pytest.raises(SystemExit) as info:
+            runpy.run_path(str(FLOWERCONFIG))
+        assert info.value.code == 2 and "no read-only mode" in capsys.readouterr().err
+        monkeypatch.setenv("FLOWER_READ_ONLY", "false")  # the operator accepts actions
+        assert "read_only" not in runpy.run_path(str(FLOWERCONFIG))
+    finally:
+        options._options["read-only"] = saved
+
+
+def test_the_app_points_flowers_default_conf_at_the_installed_file(flower_options):
+    """`celery -A workers flower` needs no --conf: importing the app sets Flower's default to this file."""
+    import importlib
+
+    from flower.options import DEFAULT_CONFIG_FILE
+    from tornado.options import options
+
+    app_module = importlib.import_module("workers.app")  # `workers.app` is the Celery app's name too
+    saved = options.conf
+    try:
+        options.conf = DEFAULT_CONFIG_FILE
+        app_module._flower_reads_our_config()
+        assert Path(options.conf) == Path(app_module.__file__).with_name("flowerconfig.py") == FLOWERCONFIG
+        # An explicit choice (--conf, FLOWER_CONF) is applied by Flower afterwards, and is never overridden.
+        options.conf = "/etc/other-flowerconfig.py"
+        app_module._flower_reads_our_config()
+        assert options.conf == "/etc/other-flowerconfig.py"
+    finally:
+        options.conf = saved
