@@ -29,6 +29,14 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cachewarm.settings import ENV_VARS
+from cachewarm_infra.lint import (
+    AWS_MANAGED_KEYS,
+    FUNCTION_ROLE_DEPENDS_ON,
+    LAMBDA_ENVIRONMENT_KEYS,
+    LOG_GROUP_KEYS,
+    ignore_cfn_lint,
+    skip_checkov,
+)
 from cachewarm_infra.nag import acknowledge
 
 #: The project's handler (cachewarm/change_capture.py); synth does not import it.
@@ -137,10 +145,17 @@ class ChangeCapture(Construct):
             "This queue is itself the dead-letter (on-failure) destination of the change-capture stream "
             "mapping; its messages are read by operators, never redelivered to a consumer.",
         )
+        skip_checkov(
+            self.failure_queue,
+            "CKV_AWS_27",
+            "The queue is encrypted at rest with SSE-SQS (QueueEncryption.SQS_MANAGED, SqsManagedSseEnabled), which "
+            f"CKV_AWS_27 does not recognise (it looks for KmsMasterKeyId only). {AWS_MANAGED_KEYS}",
+        )
 
         variables = dict(environment)
         if auth_secret_arn:
             variables[AUTH_SECRET_ARN_ENV] = auth_secret_arn
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         self.function = lambda_.Function(
             self,
             "Function",
@@ -154,7 +169,7 @@ class ChangeCapture(Construct):
             vpc_subnets=subnets,
             security_groups=[self.security_group],
             environment=variables,
-            log_group=logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY),
+            log_group=self.log_group,
         )
         role = self.function.role
         assert role is not None
@@ -165,6 +180,7 @@ class ChangeCapture(Construct):
                 "The AWS-managed Lambda execution policies (logs, VPC network interfaces) are the "
                 "documented minimum for a function in a VPC.",
             )
+        self._acknowledge_findings()
 
         # Lag: IteratorAge is the age of the last record of each batch when it reaches the function
         # (milliseconds). Missing data means no records arrived, which is not lag.
@@ -205,6 +221,36 @@ class ChangeCapture(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _acknowledge_findings(self) -> None:
+        """cfn-lint's and checkov's findings on the function and its log group (see cachewarm_infra.lint)."""
+        ignore_cfn_lint(self.function, "W3005", FUNCTION_ROLE_DEPENDS_ON)
+        skip_checkov(
+            self.function,
+            "CKV_AWS_116",
+            "The stream's event source mapping invokes the function synchronously, and a function's dead-letter "
+            "queue only receives failed asynchronous invocations; batches the mapping gives up on go to its own "
+            "on-failure destination, the failure queue (alarmed).",
+        )
+        skip_checkov(
+            self.function,
+            "CKV_AWS_115",
+            "The stream already bounds concurrency: the mapping runs one batch per shard at a time "
+            "(ParallelizationFactor 1). Reserving concurrency would only risk throttling the stream's consumer, "
+            "and fails to deploy on accounts at Lambda's minimum unreserved concurrency.",
+        )
+        skip_checkov(
+            self.function,
+            "CKV_AWS_173",
+            "The variables are REDIS_URL without credentials, the table name, the cache TTL and the AUTH "
+            f"secret's ARN. {LAMBDA_ENVIRONMENT_KEYS}",
+        )
+        skip_checkov(
+            self.log_group,
+            "CKV_AWS_158",
+            "The change-capture function's logs hold record counts and invalidation outcomes, no secrets. "
+            f"{LOG_GROUP_KEYS}",
         )
 
     def event_source(self, table: dynamodb.ITable) -> event_sources.DynamoEventSource:

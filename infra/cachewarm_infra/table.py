@@ -8,6 +8,7 @@ from constructs import Construct
 
 from cachewarm import schema
 from cachewarm.settings import Settings
+from cachewarm_infra.lint import AWS_MANAGED_KEYS, skip_checkov
 
 #: The index the app reads summaries from.
 GSI1 = schema.GSI1.name
@@ -74,3 +75,9 @@ class RestaurantsTable(Construct):
                 sort_key=_key(index.key.sort),
                 projection_type=dynamodb.ProjectionType(index.projection),
             )
+        skip_checkov(
+            self.table,
+            "CKV_AWS_119",
+            "The table is encrypted at rest with the AWS-managed key aws/dynamodb (TableEncryption.AWS_MANAGED). "
+            f"{AWS_MANAGED_KEYS}",
+        )

@@ -16,6 +16,7 @@ from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
 from cachewarm.settings import Settings
+from cachewarm_infra.lint import AWS_MANAGED_KEYS, LOG_GROUP_KEYS, skip_checkov
 from cachewarm_infra.nag import acknowledge
 
 #: The commands are the project's contract (README, docker-compose.yml, the local stack).
@@ -76,6 +77,12 @@ class WorkerServices(Construct):
         self._image = image
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        skip_checkov(
+            self.log_group,
+            "CKV_AWS_158",
+            "The tasks' logs hold Celery task names, ids and outcomes, no secrets (the AUTH token and the Flower "
+            f"password reach the containers as ECS secrets, not as plain variables). {LOG_GROUP_KEYS}",
+        )
         self.security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
@@ -107,6 +114,12 @@ class WorkerServices(Construct):
             "AwsSolutions-SMG4",
             "The Flower password is read at task start; rotate it by putting a new value and forcing a new "
             "deployment of the flower service (docs/deploying.md). No rotation Lambda is needed.",
+        )
+        skip_checkov(
+            self.flower_secret,
+            "CKV_AWS_149",
+            "The Flower credentials are encrypted with the AWS-managed key aws/secretsmanager; the flower task's "
+            f"execution role is the one reader, in this account only. {AWS_MANAGED_KEYS}",
         )
 
         common = {"environment": dict(environment), "secrets": dict(secrets)}
