@@ -1,10 +1,17 @@
 """Shared fixtures: real redis-server, dynalite and celery processes on free ports.
 
-One private stack (:func:`devstack.private.private_stack`) serves the session;
+One private stack (:class:`devstack.private.PrivateStacks`) serves the session;
 nothing here touches the machine's shared Redis on 6379. Each test gets its own
 table name, key prefix and Redis database, in an environment scrubbed of every
 setting, so tests sharing the session's servers never see each other's data.
 Helpers that tests import live in ``tests/support/``.
+
+Engines: the tests marked ``engine_matrix`` (the broker and cache behaviour) run once
+on redis-server (Debian's 7.0) and once on Valkey 8.1 (production's engine), ids
+``[redis]`` and ``[valkey]``, on two servers sharing the session's dynalite; the rest
+run on redis-server. ``--engine valkey`` (or ``redis``) puts every test's stack on that
+one engine. Servers a test starts for itself (``start_redis``, ``RedisProc``: the fault
+tests' servers that are killed, paused and restarted) are redis-server either way.
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ import pytest
 import redis
 
 from cachewarm import service, settings
-from devstack.localstack import Service
-from devstack.private import PrivateStack, private_stack, use_environ
+from devstack.localstack import DEFAULT_ENGINE, ENGINES, Service, server_version
+from devstack.private import PrivateStack, PrivateStacks, use_environ
 from tests.support.celery_procs import CeleryProcess, celery_argv
 from tests.support.cli import run_cli
 
@@ -26,11 +33,66 @@ from tests.support.cli import run_cli
 _databases = itertools.cycle(range(1, 16))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--engine", choices=("both", *ENGINES), default="both",
+                     help="Redis-protocol server of the tests' stack: 'both' (default) runs the tests marked "
+                          "engine_matrix on redis-server and on Valkey and the others on redis-server; "
+                          "'redis' or 'valkey' puts every test's stack on that engine")
+
+
+def _session_engine(config) -> str:
+    """The engine of the tests that are not run on every engine."""
+    choice = config.getoption("--engine")
+    return DEFAULT_ENGINE if choice == "both" else choice
+
+
+def pytest_generate_tests(metafunc):
+    """Engine-matrix tests run once per engine (ids show it); one chosen ``--engine`` shows in every id."""
+    if "engine" not in metafunc.fixturenames:
+        return
+    choice = metafunc.config.getoption("--engine")
+    if choice != "both":
+        metafunc.parametrize("engine", [choice], indirect=True)
+    elif metafunc.definition.get_closest_marker("engine_matrix"):
+        metafunc.parametrize("engine", ENGINES, indirect=True)
+
+
+def pytest_report_header(config):
+    versions = []
+    for engine in ENGINES:
+        try:
+            versions.append(f"{engine} {server_version(engine)}")
+        except Exception as exc:  # a missing server fails the tests that need it, with its own message
+            versions.append(f"{engine} unavailable ({exc})")
+    choice = config.getoption("--engine")
+    where = "engine_matrix tests on each, the others on redis" if choice == "both" else f"every stack on {choice}"
+    return f"engines: {', '.join(versions)} (--engine {choice}: {where})"
+
+
 @pytest.fixture(scope="session")
-def private(tmp_path_factory) -> Iterator[PrivateStack]:
-    """The session's redis-server and in-memory dynalite."""
-    with private_stack(tmp_path_factory.mktemp("stack")) as stack:
-        yield stack
+def private_stacks(tmp_path_factory) -> Iterator[PrivateStacks]:
+    """The session's stacks: one in-memory dynalite, and a Redis-protocol server per engine used."""
+    stacks = PrivateStacks(tmp_path_factory.mktemp("stack"))
+    yield stacks
+    stacks.stop()
+
+
+@pytest.fixture(scope="session")
+def private(private_stacks, pytestconfig) -> PrivateStack:
+    """The session's redis-server (or the ``--engine`` chosen) and in-memory dynalite."""
+    return private_stacks.get(_session_engine(pytestconfig))
+
+
+@pytest.fixture
+def engine(request, pytestconfig) -> str:
+    """This test's Redis-protocol server: "redis" or "valkey" (one per run of an engine_matrix test)."""
+    return getattr(request, "param", _session_engine(pytestconfig))
+
+
+@pytest.fixture
+def engine_stack(private_stacks, engine) -> PrivateStack:
+    """The stack of this test's engine (the session's dynalite, with that engine's server)."""
+    return private_stacks.get(engine)
 
 
 @pytest.fixture(scope="session")
@@ -46,13 +108,14 @@ def dynalite(private) -> Service:
 
 
 @pytest.fixture
-def stack_env(private) -> Iterator[dict[str, str]]:
+def stack_env(engine_stack) -> Iterator[dict[str, str]]:
     """This test's environment: the session's servers, a fresh table name, key prefix and Redis database.
 
-    ``os.environ`` is that environment for the test, with the core's wiring reset.
+    The Redis-protocol server is this test's engine's. ``os.environ`` is that
+    environment for the test, with the core's wiring reset.
     """
     suffix = uuid.uuid4().hex[:10]
-    env = private.environ(table_name=f"Restaurants-{suffix}", key_prefix=f"t{suffix}", db=next(_databases))
+    env = engine_stack.environ(table_name=f"Restaurants-{suffix}", key_prefix=f"t{suffix}", db=next(_databases))
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()  # our private server, never the shared one
     with use_environ(env):
         yield env
@@ -114,3 +177,26 @@ def celery_client(live_settings):
     client = create_app(live_settings)
     yield client
     client.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """AWS calls: the processes these fixtures start record theirs (devstack.aws_calls, tests/support).
+
+    The session gets a log of its own, published when it runs the integration or reliability suite; the
+    modules that check it (``RUNS_AFTER_RECORDING = True``: tests/infra/test_permissions.py) run last.
+    """
+    from pathlib import Path
+
+    from devstack import aws_calls
+
+    recording = [Path(__file__).parent / suite for suite in ("integration", "reliability")]
+    if not config.option.collectonly:
+        aws_calls.begin_session(publish=any(item.path.is_relative_to(s) for item in items for s in recording))
+    items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RUNS_AFTER_RECORDING", False)))
+
+
+def pytest_sessionfinish(session):
+    from devstack import aws_calls
+
+    aws_calls.end_session()

@@ -288,12 +288,13 @@ def test_function_environment_matches_the_workers(offline, demo):
         assert env[ENV_VARS["table_name"]] == {"Ref": table_id}
         assert env[ENV_VARS["cache_ttl"]] == worker_env[ENV_VARS["cache_ttl"]] == "900"
         assert ENV_VARS["aws_region"] not in env  # reserved: the Lambda runtime sets it
-    # Production: the AUTH token's secret, read by the handler at cold start. Demo: no AUTH at all.
+    # Production: the RBAC cache user's secret, read by the handler at cold start. Demo: no AUTH at all.
     env = function(offline.raw)[1]["Properties"]["Environment"]["Variables"]
     secret_ref = env["REDIS_AUTH_SECRET_ARN"]
     assert offline.raw["Resources"][secret_ref["Ref"]]["Type"] == "AWS::SecretsManager::Secret"
-    _, group = only(offline.raw, "AWS::ElastiCache::ReplicationGroup")
-    assert secret_ref["Ref"] in str(group["Properties"]["AuthToken"])  # the cache's own token
+    users = [u["Properties"] for u in resources(offline.raw, "AWS::ElastiCache::User").values()]
+    (cache_user,) = [u for u in users if secret_ref["Ref"] in str(u["Passwords"])]  # the cache user's password
+    assert cache_user["UserName"] == "cache" and cache_user["AccessString"].startswith("on ~cw:v1:* ")
     assert "REDIS_AUTH_SECRET_ARN" not in function(demo.raw)[1]["Properties"]["Environment"]["Variables"]
 
 
@@ -447,19 +448,26 @@ def run_bundled_handler(asset: Path, event: dict, env: dict[str, str]) -> dict:
     """Call the asset's ``lambda_handler`` in a fresh interpreter, the asset first on the path.
 
     The venv's site-packages stay visible for boto3 (the Lambda runtime provides it); the
-    project's own ``cachewarm`` and ``redis`` must come from the asset (checked).
+    project's own ``cachewarm`` and ``redis`` must come from the asset (checked). The handler's AWS
+    calls are recorded as the ``lambda`` kind (devstack/aws_calls.py, loaded by path: it imports only
+    the standard library and botocore, so nothing of the project comes from outside the asset).
     """
     import subprocess
     import sys
 
+    from devstack import aws_calls
+
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]);"
+        "import importlib.util as u; s = u.spec_from_file_location('aws_calls', sys.argv[3]);"
+        "s.loader.exec_module(u.module_from_spec(s));"
         "import redis, cachewarm.change_capture as m;"
         "assert m.__file__.startswith(sys.argv[1]) and redis.__file__.startswith(sys.argv[1]), m.__file__;"
         "print(json.dumps(m.lambda_handler(json.loads(sys.argv[2]), None)))"
     )
-    result = subprocess.run([sys.executable, "-I", "-c", code, str(asset), json.dumps(event)],
-                            capture_output=True, text=True, timeout=60, env=env)
+    recorded = {**aws_calls.environ(env), aws_calls.KIND_VAR: "lambda"}
+    result = subprocess.run([sys.executable, "-I", "-c", code, str(asset), json.dumps(event), aws_calls.__file__],
+                            capture_output=True, text=True, timeout=60, env=recorded)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -6,8 +6,9 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from devstack import aws_calls
 from devstack.localstack import PROJECT_ROOT, Service, StackError, wait_for_log
-from tests.support.cli import BIN
+from tests.support.cli import BIN, recording_env
 
 # --include: the ledger is test instrumentation from the dev stack, loaded only into these workers.
 LEDGER_WORKER_ARGS = ["worker", "--loglevel=INFO", "--concurrency=2", "--without-mingle", "--without-gossip",
@@ -15,16 +16,22 @@ LEDGER_WORKER_ARGS = ["worker", "--loglevel=INFO", "--concurrency=2", "--without
 
 
 class CeleryProcess:
-    """A real ``celery -A workers <command>`` process in its own process group."""
+    """A real ``celery -A workers <command>`` process in its own process group.
+
+    Its AWS calls are recorded (:mod:`devstack.aws_calls`: a worker loads the recorder with
+    ``--include``, beat and Flower run under ``python -m devstack.aws_calls``); ``argv`` is the
+    celery command as given.
+    """
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path):
         self.argv = argv
         self.env = env
         self.log_path = log_path
+        self.command = aws_calls.command(argv)
         log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
         try:
             self.process = subprocess.Popen(
-                argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                self.command, env=recording_env(env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=PROJECT_ROOT, start_new_session=True,
             )
         finally:
