@@ -23,7 +23,7 @@ from cachewarm.repository import RestaurantRepository
 from cachewarm.settings import Settings
 from cachewarm.stream_poller import StreamFollower
 from devstack.dynamo_proxy import DynamoProxy
-from tests.support.cli import BIN
+from tests.support.cli import cli_command, recording_env
 from tests.support.items import put_items, restaurant, review
 from tests.support.redis_proc import RedisProc
 from tests.support.waiting import wait_until
@@ -153,7 +153,7 @@ def test_feed_follow_shows_direct_writes_in_get(cli, stack_env, table):
     """``cachewarm feed follow`` (the Procfile's process) makes direct writes show in ``cachewarm get``."""
     name = "Direct Writes"
     put_items(table, [restaurant(name), review(name, "a" * 8, "2020-01-01T00:00:00", user="old")])
-    follower = subprocess.Popen([str(BIN / "cachewarm"), "feed", "follow"], env=stack_env,
+    follower = subprocess.Popen(cli_command("feed", "follow"), env=recording_env(stack_env),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         engine = service.engine()
