@@ -10,9 +10,8 @@ Correctness under concurrency (see :mod:`cachewarm.scripts`):
 * single-flight: a miss takes a lease; concurrent missers (threads or
   processes) poll briefly for the holder's value instead of reading DynamoDB;
 * no stale sets: only the lease holder may fill, and a write voids the lease;
-* hold-off: after a change-feed invalidation (a write by another application),
-  reads are served from DynamoDB but not stored for ``change_hold_off_ms``,
-  longer than the global index's lag;
+* hold-off: after a change-feed invalidation, reads are served from DynamoDB
+  but not stored for ``change_hold_off_ms``, longer than the index's lag;
 * refresh-ahead: XFetch (Vattani et al., VLDB 2015) lets one reader recompute a
   hot value shortly before it expires, so hot keys never go cold.
 """
@@ -212,12 +211,10 @@ class CacheAside:
     ) -> int:
         """Invalidate several names in one round trip (a pipeline of the same atomic script).
 
-        Write-around for bulk loads: no floor is raised, since loaded items carry
-        no version. The change feed passes ``hold_off_ms``: for that long no fill
-        of these names is stored (the writer's version is unknown to us, and the
-        index may lag). ``also(pipe)`` queues the caller's own bookkeeping on
-        the same round trip. Returns how many values were removed; a Redis error
-        propagates (the caller must know the invalidation did not happen).
+        No floor is raised (loaded items carry no version). The change feed passes
+        ``hold_off_ms``: no fill of these names is stored for that long (the index
+        may lag). ``also(pipe)`` queues the caller's bookkeeping on the same round
+        trip. Returns how many values were removed; a Redis error propagates.
         """
         from redis.exceptions import NoScriptError
 
