@@ -2,8 +2,8 @@
 
 Test instrumentation, like :mod:`devstack.ledger`: it is loaded only into processes that the test
 fixtures start, and records only when ``CACHEWARM_AWS_CALL_LOG`` names a file (the fixtures name their
-session's log, :func:`begin_session`). The core knows nothing of it. Each process appends one JSON line
-per distinct call it makes::
+session's log and read it back: :mod:`devstack.aws_call_log`). The core knows nothing of it. Each
+process appends one JSON line per distinct call it makes::
 
     {"kind": "worker", "service": "dynamodb", "operation": "Query",
      "resource": "table/Restaurants-1a2b/index/GSI1", "via": "cachewarm.warm_names"}
@@ -36,7 +36,8 @@ Loading it:
   point with the recorder on (:func:`command` builds it); processes it spawns (the loader's writer
   processes) load it again as their main module;
 * a bare interpreter (the bundled Lambda handler): load this file by path; it imports only the
-  standard library and botocore;
+  standard library and botocore (nothing of the project: :mod:`devstack.aws_call_log` imports this
+  module, never the other way round);
 * in-process, for unit-level recordings: :func:`recording`.
 """
 
@@ -48,7 +49,6 @@ import json
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,28 +56,10 @@ from typing import Any
 LOG_VAR = "CACHEWARM_AWS_CALL_LOG"
 KIND_VAR = "CACHEWARM_PROCESS_KIND"
 KINDS = ("worker", "beat", "flower", "cli", "feed", "lambda")
-#: Each test session records into a file of its own here (git-ignored, like all of ``.run/``) ...
-LOG_DIR = Path(__file__).resolve().parent.parent / ".run" / "aws-calls"
-#: ... and one that ran the real-process suites publishes it here when it finishes.
-LATEST = LOG_DIR / "latest.jsonl"
 #: The celery subcommands that are deployed processes.
 _CELERY_KINDS = ("worker", "beat", "flower")
 #: Shard iterators remembered per process, to name the stream of a GetRecords call.
 _MAX_ITERATORS = 10_000
-
-# This test session's log: a file of its own, so that sessions running at once (in one checkout) never
-# mix or reset each other's; set by begin_session in the pytest process.
-_session: Path | None = None
-_publish = False
-_chosen = False
-
-
-def log_path(environ: Mapping[str, str] | None = None) -> Path:
-    """Where this process's children record: ``CACHEWARM_AWS_CALL_LOG``, else this test session's log."""
-    environ = os.environ if environ is None else environ
-    if environ.get(LOG_VAR):
-        return Path(environ[LOG_VAR])
-    return _session or LATEST
 
 
 def kind_of(argv: list[str], environ: Mapping[str, str] | None = None) -> str | None:
@@ -330,7 +312,7 @@ def activate_from_environ(argv: list[str] | None = None, environ: Mapping[str, s
         return None
     if _active is not None and _active.kind == kind:
         return _active
-    return install(kind, log_path(environ))
+    return install(kind, Path(environ[LOG_VAR]))
 
 
 # --- for the test fixtures --------------------------------------------------------------------------
@@ -363,58 +345,6 @@ def _entry_point(script: str) -> str:
     if not found:
         raise LookupError(f"no console script {script!r} is installed")
     return str(found[0].value)
-
-
-def environ(env: Mapping[str, str], path: Path | None = None) -> dict[str, str]:
-    """``env`` plus the log to record into (the kind is derived from the command in the child)."""
-    return {**env, LOG_VAR: str(path or log_path())}
-
-
-def begin_session(*, publish: bool) -> Path:
-    """Give this test session a fresh log; ``publish`` it as :data:`LATEST` at :func:`end_session`.
-
-    A session publishes when it runs the suites that start the recorded processes; a session that does
-    not (say, the infra tests alone) checks the latest published log instead. ``CACHEWARM_AWS_CALL_LOG``
-    names one file for every session instead (emptied by a publishing session).
-    """
-    global _session, _publish, _chosen
-    _publish = publish
-    _chosen = bool(os.environ.get(LOG_VAR))
-    if _chosen:
-        _session = Path(os.environ[LOG_VAR])
-        if publish:
-            _session.unlink(missing_ok=True)
-    else:
-        _session = LOG_DIR / f"session-{os.getpid()}-{time.time_ns()}.jsonl"
-    return _session
-
-
-def end_session() -> None:
-    """Publish this session's log (or drop it, if it was not to be published)."""
-    global _session
-    if _session is None or _chosen:
-        return
-    if _publish and _session.exists():
-        os.replace(_session, LATEST)
-    else:
-        _session.unlink(missing_ok=True)
-    _session = None
-
-
-def recorded_log() -> Path:
-    """The log to check: this session's if it publishes, else the latest published one."""
-    if _session is not None and (_publish or _chosen):
-        return _session
-    return Path(os.environ.get(LOG_VAR) or LATEST)
-
-
-def read(path: Path | None = None) -> list[dict[str, Any]]:
-    """Every recorded line: calls, and ``{"kind", "event": "start", "pid"}`` when a recording process starts.
-
-    FileNotFoundError when nothing was recorded.
-    """
-    with open(path or recorded_log(), encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def main(args: list[str] | None = None) -> None:

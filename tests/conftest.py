@@ -188,15 +188,15 @@ def pytest_collection_modifyitems(config, items):
     """
     from pathlib import Path
 
-    from devstack import aws_calls
+    from devstack import aws_call_log
 
     recording = [Path(__file__).parent / suite for suite in ("integration", "reliability")]
     if not config.option.collectonly:
-        aws_calls.begin_session(publish=any(item.path.is_relative_to(s) for item in items for s in recording))
+        aws_call_log.begin_session(publish=any(item.path.is_relative_to(s) for item in items for s in recording))
     items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RUNS_AFTER_RECORDING", False)))
 
 
 def pytest_sessionfinish(session):
-    from devstack import aws_calls
+    from devstack import aws_call_log
 
-    aws_calls.end_session()
+    aws_call_log.end_session()

@@ -455,7 +455,7 @@ def run_bundled_handler(asset: Path, event: dict, env: dict[str, str]) -> dict:
     import subprocess
     import sys
 
-    from devstack import aws_calls
+    from devstack import aws_call_log, aws_calls
 
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]);"
@@ -465,7 +465,7 @@ def run_bundled_handler(asset: Path, event: dict, env: dict[str, str]) -> dict:
         "assert m.__file__.startswith(sys.argv[1]) and redis.__file__.startswith(sys.argv[1]), m.__file__;"
         "print(json.dumps(m.lambda_handler(json.loads(sys.argv[2]), None)))"
     )
-    recorded = {**aws_calls.environ(env), aws_calls.KIND_VAR: "lambda"}
+    recorded = {**aws_call_log.environ(env), aws_calls.KIND_VAR: "lambda"}
     result = subprocess.run([sys.executable, "-I", "-c", code, str(asset), json.dumps(event), aws_calls.__file__],
                             capture_output=True, text=True, timeout=60, env=recorded)
     assert result.returncode == 0, result.stderr

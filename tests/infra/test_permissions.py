@@ -44,7 +44,7 @@ import pytest
 
 from cachewarm_infra.config import ConfigError, InfraConfig
 from cachewarm_infra.stack import LOAD_BUCKET_ACTIONS, TABLE_ACTIONS, UNGRANTED_TABLE_ACTIONS
-from devstack import aws_calls
+from devstack import aws_call_log, aws_calls
 from tests.support.infra import OFFLINE_CONTEXT, Synth, synth
 
 #: tests/conftest.py runs this module after every other test: it reads what they recorded.
@@ -293,9 +293,9 @@ def problems(deployment: Deployment, calls: list[dict]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def recorded() -> list[dict]:
-    path = aws_calls.recorded_log()
+    path = aws_call_log.recorded_log()
     try:
-        return aws_calls.read(path)
+        return aws_call_log.read(path)
     except FileNotFoundError:
         pytest.fail(f"no AWS call log at {path}: run the integration suite first (make test runs it before this)")
 
@@ -322,7 +322,7 @@ def test_the_log_holds_calls_of_the_workers_and_the_command(recorded, calls, dep
     started = {line["kind"] for line in recorded if line.get("event") == "start"}
     called = {call["kind"] for call in calls}
     assert {"worker", "cli"} <= called, (
-        f"the log {aws_calls.recorded_log()} has no calls of {sorted({'worker', 'cli'} - called)} "
+        f"the log {aws_call_log.recorded_log()} has no calls of {sorted({'worker', 'cli'} - called)} "
         f"(processes recorded: {sorted(started)}): run the integration suite first"
     )
     print("recorded AWS calls per kind (IAM actions):\n" + summary(deployed, calls))
@@ -464,7 +464,7 @@ def test_the_feed_followers_stream_reads_are_what_the_mapping_is_granted(stack_e
     from tests.support.waiting import wait_until
 
     log = tmp_path / "feed.jsonl"
-    follower = subprocess.Popen(cli_command("feed", "follow"), env=aws_calls.environ(stack_env, log),
+    follower = subprocess.Popen(cli_command("feed", "follow"), env=aws_call_log.environ(stack_env, log),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until(lambda: log.exists() and "GetShardIterator" in log.read_text(), 30, "the follower to start")
@@ -473,7 +473,7 @@ def test_the_feed_followers_stream_reads_are_what_the_mapping_is_granted(stack_e
     finally:
         follower.terminate()
         follower.communicate(timeout=20)
-    feed = [call for call in aws_calls.read(log) if "service" in call]
+    feed = [call for call in aws_call_log.read(log) if "service" in call]
     assert {call["kind"] for call in feed} == {"feed"}
     assert {iam_action(call) for call in feed} <= {
         "dynamodb:DescribeTable", "dynamodb:ListStreams", "dynamodb:DescribeStream", "dynamodb:GetShardIterator",

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack import aws_calls
+from devstack import aws_call_log, aws_calls
 from devstack.localstack import PROJECT_ROOT
 
 #: The venv's bin directory: ``cachewarm`` and ``celery`` as installed.
@@ -24,7 +24,7 @@ def cli_command(*args: str) -> list[str]:
 
 def recording_env(env: dict[str, str]) -> dict[str, str]:
     """``env`` plus the session's AWS call log (tests/infra/test_permissions.py reads it)."""
-    return aws_calls.environ(env)
+    return aws_call_log.environ(env)
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 120, input: str | None = None, record: bool = True):
