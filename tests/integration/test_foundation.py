@@ -108,7 +108,9 @@ def test_get_answers_from_dynamodb_when_the_cache_is_down(cli, stack_env, table)
         body = json.loads(result.stdout)
         assert (body["source"], body["cache"]) == ("db", "unavailable")
         assert len(body["reviews"]) == 1
-        assert elapsed < 3.0, f"{down_url}: {elapsed:.2f}s"
+        # Not a performance goal: a read that waited on the dead cache (an OS connect timeout is
+        # minutes) would blow far past this; the CLI's own start-up is 1-2 s on a busy 2-core box.
+        assert elapsed < 6.0, f"{down_url}: {elapsed:.2f}s"
 
 
 def test_cache_that_refuses_us_falls_back(cli, stack_env, table, tmp_path):
