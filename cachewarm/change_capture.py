@@ -150,21 +150,42 @@ def handle_records(
 # --- the Lambda function (AWS) -------------------------------------------------------------------
 
 
-def with_auth_token(url: str, token: str) -> str:
-    """``url`` with ``token`` as its password, unless the URL carries credentials already.
+def with_auth_token(url: str, token: str, username: str | None = None) -> str:
+    """``url`` with ``token`` as its password (and ``username``), unless the URL carries credentials already.
 
     The same rule as the image's entrypoint (``infra/docker/entrypoint.sh``):
-    ``rediss://host:6379/0`` becomes ``rediss://:TOKEN@host:6379/0``.
+    ``rediss://host:6379/0`` becomes ``rediss://:TOKEN@host:6379/0``, or with an ACL user
+    ``rediss://USER:PASSWORD@host:6379/0``.
     """
     from urllib.parse import quote, urlsplit, urlunsplit
 
     parts = urlsplit(url)
     if "@" in parts.netloc or parts.scheme == "unix":
         return url
-    return urlunsplit(parts._replace(netloc=f":{quote(token, safe='')}@{parts.netloc}"))
+    user = quote(username, safe="") if username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(token, safe='')}@{parts.netloc}"))
+
+
+def credentials(secret: str) -> tuple[str | None, str]:
+    """``(username, password)`` from a secret's string.
+
+    The stack's secrets are JSON, ``{"username": "cache", "password": "..."}`` (an ElastiCache RBAC user);
+    anything else is a bare AUTH token (no user name).
+    """
+    import json
+
+    try:
+        value = json.loads(secret)
+    except ValueError:
+        return None, secret
+    if isinstance(value, dict) and isinstance(value.get("password"), str):
+        username = value.get("username")
+        return (username if isinstance(username, str) and username else None), value["password"]
+    return None, secret
 
 
 def _secret_token(arn: str) -> str:
+    """The secret's string: JSON credentials or a bare token (see :func:`credentials`)."""
     import boto3
 
     return boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
@@ -177,11 +198,13 @@ def _lambda_engine(pid: int) -> tuple[CacheAside, Settings]:
 
     settings = get_settings()
     if settings.redis_auth_secret_arn:
-        token = _secret_token(settings.redis_auth_secret_arn)
+        username, token = credentials(_secret_token(settings.redis_auth_secret_arn))
         settings = dataclasses.replace(
             settings,
-            redis_url=with_auth_token(settings.redis_url, token),
-            cache_redis_url=with_auth_token(settings.cache_redis_url, token) if settings.cache_redis_url else None,
+            redis_url=with_auth_token(settings.redis_url, token, username),
+            cache_redis_url=(
+                with_auth_token(settings.cache_redis_url, token, username) if settings.cache_redis_url else None
+            ),
         )
     return service.engine(settings), settings
 

@@ -41,7 +41,8 @@ from cachewarm_infra.nag import acknowledge
 
 #: The project's handler (cachewarm/change_capture.py); synth does not import it.
 HANDLER = "cachewarm.change_capture.lambda_handler"
-#: Where the handler finds the Redis AUTH token (production mode); it reads the secret at cold start.
+#: Where the handler finds the cache user's credentials (production mode: the RBAC ``cache`` user's secret,
+#: JSON with username and password); it reads the secret at cold start.
 AUTH_SECRET_ARN_ENV = ENV_VARS["redis_auth_secret_arn"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -57,6 +57,25 @@ class ConfigError(ValueError):
         self.key = key
 
 
+class CacheEngine(Enum):
+    """ElastiCache's engine: Valkey (the default) or Redis OSS. Both speak the same protocol."""
+
+    VALKEY = "valkey"
+    REDIS = "redis"
+
+
+#: Each engine's default version, and the versions accepted (ElastiCache's node-based clusters offer
+#: Valkey 7.2, 8.0 and 8.1, and Redis OSS up to 7.1, the last Redis OSS release ElastiCache offers).
+DEFAULT_ENGINE_VERSIONS = {CacheEngine.VALKEY: "8.0", CacheEngine.REDIS: "7.1"}
+_ENGINE_VERSION_RE = {
+    CacheEngine.VALKEY: (re.compile(r"^(7\.2|8\.\d+)$"), "a Valkey 7.2 or 8.x version such as 8.0"),
+    CacheEngine.REDIS: (
+        re.compile(r"^(6\.2|7\.\d+)$"),
+        "a Redis OSS 6.2 or 7.x version such as 7.1 (the users' channel permissions need 6.2)",
+    ),
+}
+
+
 class Mode(Enum):
     """Deployment shape. ``demo`` reproduces the original single-node cluster."""
 
@@ -76,7 +95,9 @@ CONTEXT_KEYS: dict[str, str] = {
     "peerSecurityGroupId": "comma-separated security groups allowed to reach Redis and Flower",
     "redisPort": "Redis port (default 6379)",
     "cacheNodeType": "ElastiCache node type (default cache.t4g.small; demo cache.t3.small)",
-    "redisEngineVersion": "Redis engine version (default 7.1)",
+    "cacheEngine": "valkey (default) or redis (Redis OSS); demo mode defaults to redis, the original design",
+    "cacheEngineVersion": "engine version: valkey 7.2, 8.0 (default) or 8.x; redis 6.2 or 7.x (default 7.1)",
+    "redisEngineVersion": "deprecated: the same as cacheEngine=redis with cacheEngineVersion",
     "replicasPerShard": "read replicas in production mode (default 1, at least 1 for failover)",
     "tableName": f"DynamoDB table name, {_TABLE.env} for the workers (default {_TABLE.default})",
     "removalPolicy": "retain or destroy, for the table (default retain; demo destroy)",
@@ -92,12 +113,15 @@ CONTEXT_KEYS: dict[str, str] = {
     "changeMaxRecordAgeSeconds": "older stream records go to the failure queue unprocessed (default 3600; "
     "at least cacheTtlSeconds + 10 % + 60)",
     "changeIteratorAgeAlarmSeconds": "alarm when the change-capture lag exceeds this (default 60)",
+    "loadBuckets": "comma-separated S3 buckets the workers may read load files from (s3://BUCKET/KEY; default none)",
 }
 
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]+$")
 _SG_RE = re.compile(r"^sg-[0-9a-f]+$")
 _VPC_RE = re.compile(r"^vpc-[0-9a-f]+$")
 _CIDR_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+#: S3 bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,7 +140,8 @@ class InfraConfig:
     # Cache.
     redis_port: int = 6379
     cache_node_type: str = "cache.t4g.small"
-    redis_engine_version: str = "7.1"
+    cache_engine: CacheEngine = CacheEngine.VALKEY
+    cache_engine_version: str = "8.0"
     replicas_per_shard: int = 1
     # Table.
     table_name: str = _TABLE.default
@@ -128,6 +153,8 @@ class InfraConfig:
     worker_memory: int = 2048
     cache_ttl_seconds: int = _TTL.default
     log_retention_days: int = 30
+    #: S3 buckets whose objects the workers (and one-off ``cachewarm load`` tasks) may read.
+    load_buckets: tuple[str, ...] = ()
     # Change capture (the table's stream -> the invalidation function).
     change_batch_size: int = 100
     change_batch_window_seconds: int = 0
@@ -211,9 +238,7 @@ class InfraConfig:
         if worker_max < max(worker_min, 1):
             raise ConfigError("workerMaxCount", worker_max, "must be at least workerMinCount and 1")
 
-        engine = text("redisEngineVersion") or "7.1"
-        if not re.match(r"^[67]\.\d+$", engine):
-            raise ConfigError("redisEngineVersion", engine, "expected a Redis 6.x or 7.x version such as 7.1")
+        cache_engine, engine_version = _cache_engine(text, demo)
 
         cache_ttl = integer("cacheTtlSeconds", _TTL.default, int(_TTL.minimum), MAX_CACHE_TTL_SECONDS)
         # A record may be dropped only once every summary it could have made stale has expired. With
@@ -241,6 +266,11 @@ class InfraConfig:
                 f"must be below changeMaxRecordAgeSeconds ({record_age}), or records are dropped before it fires",
             )
 
+        load_buckets = listing("loadBuckets")
+        for bucket in load_buckets:
+            if not _BUCKET_RE.match(bucket) or ".." in bucket:
+                raise ConfigError("loadBuckets", bucket, "expected a bucket name such as my-loads, not a URI or ARN")
+
         return cls(
             mode=mode,
             stack_name=text("stackName") or ("CachewarmDemo" if demo else "Cachewarm"),
@@ -252,7 +282,8 @@ class InfraConfig:
             peer_security_group_ids=listing("peerSecurityGroupId", _SG_RE),
             redis_port=integer("redisPort", 6379, 1024, 65535),
             cache_node_type=text("cacheNodeType") or ("cache.t3.small" if demo else "cache.t4g.small"),
-            redis_engine_version=engine,
+            cache_engine=cache_engine,
+            cache_engine_version=engine_version,
             replicas_per_shard=integer("replicasPerShard", 1, 1, 5),
             table_name=app_setting("tableName", "table_name", text("tableName")),
             removal_policy=policies[removal],
@@ -267,4 +298,36 @@ class InfraConfig:
             change_max_retry_attempts=integer("changeMaxRetryAttempts", 10, 0, MAX_CHANGE_RETRY_ATTEMPTS),
             change_max_record_age_seconds=record_age,
             change_iterator_age_alarm_seconds=iterator_age_alarm,
+            load_buckets=tuple(dict.fromkeys(load_buckets)),
         )
+
+
+def _cache_engine(text: Callable[[str], str | None], demo: bool) -> tuple[CacheEngine, str]:
+    """``cacheEngine`` and ``cacheEngineVersion``, with the old ``redisEngineVersion`` read as redis + version.
+
+    Production defaults to Valkey; demo mode to Redis OSS 7.1, the original design's engine.
+    """
+    raw_engine = text("cacheEngine")
+    legacy = text("redisEngineVersion")
+    version = text("cacheEngineVersion")
+    if raw_engine is not None:
+        try:
+            engine = CacheEngine(raw_engine.lower())
+        except ValueError:
+            raise ConfigError("cacheEngine", raw_engine, "expected valkey or redis") from None
+    else:
+        engine = CacheEngine.REDIS if demo or legacy is not None else CacheEngine.VALKEY
+    key = "cacheEngineVersion"
+    if legacy is not None:
+        if version is not None:
+            raise ConfigError("redisEngineVersion", legacy, "replaced by cacheEngineVersion; give only that one")
+        if engine is not CacheEngine.REDIS:
+            raise ConfigError(
+                "redisEngineVersion", legacy, "is a Redis OSS version; with cacheEngine=valkey use cacheEngineVersion"
+            )
+        key, version = "redisEngineVersion", legacy
+    version = version or DEFAULT_ENGINE_VERSIONS[engine]
+    pattern, expected = _ENGINE_VERSION_RE[engine]
+    if not pattern.match(version):
+        raise ConfigError(key, version, f"expected {expected} (cacheEngine={engine.value})")
+    return engine, version

@@ -26,21 +26,34 @@ from cachewarm_infra.workers import WorkerServices
 #: The repository root: the Docker build context (Dockerfile and .dockerignore live there).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-#: What the workers do on the table (cachewarm.repository and loaders): read items and summaries,
-#: query GSI1, write in batches and transactions (TransactWriteItems is authorised per action:
-#: Put/Update/ConditionCheck), delete, describe, and scan to sample and count. No CreateTable,
-#: no DeleteTable, no stream or backup actions.
+#: What the workers and one-off ``cachewarm`` commands (run from the worker task definition) do on the
+#: table and its index, exactly as the integration suite records it (devstack/aws_calls.py;
+#: tests/infra/test_permissions.py fails on a recorded call that is not granted and on a grant nothing
+#: calls): read summaries (Query on GSI1), read versions and benchmark runs (GetItem), write reviews
+#: (a TransactWriteItems of a Put and an Update, authorised as PutItem and UpdateItem), benchmark runs
+#: (PutItem) and loads (BatchWriteItem, with PutItem to isolate a rejected item), count and sample
+#: (Scan), and check the table (DescribeTable).
 TABLE_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:Query",
     "dynamodb:Scan",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
-    "dynamodb:ConditionCheckItem",
     "dynamodb:DescribeTable",
 )
+
+#: Table actions the code can call that the stack does not grant, on purpose, with the reason.
+UNGRANTED_TABLE_ACTIONS = {
+    "dynamodb:CreateTable": "the stack owns the table: `cachewarm table create`, `stack up`, `demo` and "
+    "`load --create-table` create the local stack's table and are not for AWS",
+    "dynamodb:DeleteTable": "the stack owns the table (removalPolicy decides its fate): `cachewarm table delete` "
+    "is for the local stack",
+}
+
+#: What loads from S3 call (loaders.reader: HeadObject and ranged GetObject, both authorised by
+#: s3:GetObject) on the objects of the ``loadBuckets`` buckets. No s3:ListBucket: the reader never lists.
+LOAD_BUCKET_ACTIONS = ("s3:GetObject",)
 
 
 #: Real resource ids carry 8 or 17 hex digits; CloudFormation's own validator rejects anything else.
@@ -98,7 +111,8 @@ class CachewarmStack(Stack):
             subnet_ids=self.network.private_subnet_ids,
             demo=config.demo,
             node_type=config.cache_node_type,
-            engine_version=config.redis_engine_version,
+            engine=config.cache_engine.value,
+            engine_version=config.cache_engine_version,
             port=config.redis_port,
             replicas=config.replicas_per_shard,
         )
@@ -112,9 +126,11 @@ class CachewarmStack(Stack):
             directory=str(REPO_ROOT),
             platform=ecr_assets.Platform.LINUX_AMD64,
         )
-        # The names are the app's own (cachewarm.settings); REDIS_AUTH_TOKEN is spliced into
-        # REDIS_URL by the image's entrypoint (infra/docker/entrypoint.sh). The region is also given
-        # as AWS_DEFAULT_REGION, the name older AWS SDKs and tools read.
+        # The names are the app's own (cachewarm.settings). The broker and the cache are the same
+        # endpoint, reached as two RBAC users (cachewarm_infra.acl): the image's entrypoint
+        # (infra/docker/entrypoint.sh) splices REDIS_BROKER_USERNAME/PASSWORD into REDIS_URL and
+        # REDIS_CACHE_USERNAME/PASSWORD into CACHE_REDIS_URL. The region is also given as
+        # AWS_DEFAULT_REGION, the name older AWS SDKs and tools read.
         environment = {
             ENV_VARS["redis_url"]: self.cache.url_without_secret,
             ENV_VARS["table_name"]: self.table.table.table_name,
@@ -123,8 +139,11 @@ class CachewarmStack(Stack):
             ENV_VARS["cache_ttl"]: str(config.cache_ttl_seconds),
         }
         secrets = {}
-        if self.cache.auth_secret is not None:
-            secrets["REDIS_AUTH_TOKEN"] = ecs.Secret.from_secrets_manager(self.cache.auth_secret)
+        if self.cache.broker_secret is not None and self.cache.cache_secret is not None:
+            environment[ENV_VARS["cache_redis_url"]] = self.cache.url_without_secret
+            for role, secret in (("BROKER", self.cache.broker_secret), ("CACHE", self.cache.cache_secret)):
+                for field in ("username", "password"):
+                    secrets[f"REDIS_{role}_{field.upper()}"] = ecs.Secret.from_secrets_manager(secret, field)
         self.workers = WorkerServices(
             self,
             "Workers",
@@ -149,7 +168,7 @@ class CachewarmStack(Stack):
             redis_port=config.redis_port,
             redis_tls=self.cache.tls,
             stack_name=config.stack_name,
-            auth_secret_arn=self.cache.auth_secret.secret_arn if self.cache.auth_secret else None,
+            auth_secret_arn=self.cache.metrics_secret.secret_arn if self.cache.metrics_secret else None,
             log_retention=retention,
         )
         self.workers.scale_on_queue_depth(self.queue_depth.metric)
@@ -165,7 +184,7 @@ class CachewarmStack(Stack):
                 ENV_VARS["table_name"]: self.table.table.table_name,
                 ENV_VARS["cache_ttl"]: str(config.cache_ttl_seconds),
             },
-            auth_secret_arn=self.cache.auth_secret.secret_arn if self.cache.auth_secret else None,
+            auth_secret_arn=self.cache.cache_secret.secret_arn if self.cache.cache_secret else None,
             batch_size=config.change_batch_size,
             batch_window_seconds=config.change_batch_window_seconds,
             max_retry_attempts=config.change_max_retry_attempts,
@@ -218,9 +237,17 @@ class CachewarmStack(Stack):
 
     def _grant(self) -> None:
         table = self.table.table
-        table.grant(self.workers.worker_task_role, *TABLE_ACTIONS)
-        if self.cache.auth_secret is not None:
-            self.cache.auth_secret.grant_read(self.queue_depth.function)
+        worker_role = self.workers.worker_task_role
+        table.grant(worker_role, *TABLE_ACTIONS)
+        if self.config.load_buckets:
+            worker_role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=list(LOAD_BUCKET_ACTIONS),
+                    resources=[f"arn:{self.partition}:s3:::{bucket}/*" for bucket in self.config.load_buckets],
+                )
+            )
+        if self.cache.metrics_secret is not None:
+            self.cache.metrics_secret.grant_read(self.queue_depth.function)
         self.queue_depth.function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"],
@@ -237,6 +264,13 @@ class CachewarmStack(Stack):
             "table.grant() covers the table's indexes with index/*; the table has exactly one index, GSI1, "
             "which the summary reader queries.",
         )
+        for bucket in self.config.load_buckets:
+            acknowledge(
+                worker_policy,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/*]",
+                f"Loads read whichever object of the load bucket {bucket} (context loadBuckets) an operator names "
+                "(cachewarm load s3://...); GetObject only, no listing and no writes.",
+            )
         for task_definition in (
             self.workers.worker_task_definition,
             self.workers.beat_task_definition,
@@ -270,13 +304,18 @@ class CachewarmStack(Stack):
 
         ``add_event_source`` creates the mapping and grants what it needs: DescribeStream, GetRecords
         and GetShardIterator on the table's stream (ListStreams on ``*``), and SendMessage on the
-        failure queue. No table action: the records carry the keys. The AUTH secret is readable so
-        that the handler can complete REDIS_URL at cold start.
+        failure queue. No table action: the records carry the keys. The function itself calls one
+        API, once per cold start: GetSecretValue on the AUTH secret, to complete REDIS_URL
+        (``cachewarm.change_capture._secret_token``; tests/infra/test_permissions.py records it).
         """
         capture = self.change_capture
         capture.function.add_event_source(capture.event_source(self.table.table))
-        if self.cache.auth_secret is not None:
-            self.cache.auth_secret.grant_read(capture.function)
+        if self.cache.cache_secret is not None:
+            capture.function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"], resources=[self.cache.cache_secret.secret_arn]
+                )
+            )
         acknowledge(
             capture.function.role.node.find_child("DefaultPolicy"),
             "AwsSolutions-IAM5[Resource::*]",
@@ -292,10 +331,12 @@ class CachewarmStack(Stack):
             self,
             "RedisUrl",
             value=self.cache.url_without_secret,
-            description="REDIS_URL without the AUTH token (the token is in RedisAuthSecretArn)",
+            description="REDIS_URL without credentials (the users' secrets: RedisBrokerSecretArn, RedisCacheSecretArn)",
         )
-        if self.cache.auth_secret is not None:
-            CfnOutput(self, "RedisAuthSecretArn", value=self.cache.auth_secret.secret_arn)
+        for name, secret in (("Broker", self.cache.broker_secret), ("Cache", self.cache.cache_secret)):
+            if secret is not None:
+                CfnOutput(self, f"Redis{name}SecretArn", value=secret.secret_arn,
+                          description=f"the {name.lower()} RBAC user's username and password (JSON)")
         CfnOutput(self, "TableName", value=self.table.table.table_name)
         CfnOutput(
             self,

@@ -32,8 +32,8 @@ FLOWER_USER = "flower"
 NAMESPACE = "cachewarm.internal"
 
 _ENV_REASON = (
-    "Only non-secret settings (table name, region, Redis host without credentials, TTL) are plain "
-    "environment variables; the Redis AUTH token and the Flower password come from Secrets Manager."
+    "Only non-secret settings (table name, region, Redis URLs without credentials, TTL) are plain "
+    "environment variables; the Redis users' credentials and the Flower password come from Secrets Manager."
 )
 
 

@@ -21,11 +21,17 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_COMMAND = ["celery", "-A", "workers", "worker", "--loglevel=INFO"]
 BEAT_COMMAND = ["celery", "-A", "workers", "beat", "--loglevel=INFO"]
-FLOWER_COMMAND = [
-    "celery", "-A", "workers", "flower", "--conf=workers/flowerconfig.py", "--address=0.0.0.0", "--port=5555",
-]
+# No --conf: the app points Flower at the installed workers/flowerconfig.py; the port is FLOWER_PORT's (5555).
+FLOWER_COMMAND = ["celery", "-A", "workers", "flower", "--address=0.0.0.0"]
 #: Variables the image's entrypoint (infra/docker/entrypoint.sh) consumes and turns into contract ones.
-ENTRYPOINT_INPUTS = {"REDIS_AUTH_TOKEN", "FLOWER_USER", "FLOWER_PASSWORD"}
+ENTRYPOINT_INPUTS = {
+    "REDIS_BROKER_USERNAME", "REDIS_BROKER_PASSWORD", "REDIS_CACHE_USERNAME", "REDIS_CACHE_PASSWORD",
+    "REDIS_AUTH_TOKEN", "FLOWER_USER", "FLOWER_PASSWORD",
+}
+#: What production containers get from Secrets Manager for Redis: the broker and cache users (RBAC).
+REDIS_USER_SECRETS = {"REDIS_BROKER_USERNAME", "REDIS_BROKER_PASSWORD", "REDIS_CACHE_USERNAME", "REDIS_CACHE_PASSWORD"}
+#: Flower's own variable (not a cachewarm setting): workers/flowerconfig.py makes read-only the default.
+FLOWER_OWN = {"FLOWER_READ_ONLY"}
 
 
 # --- helpers: navigate the template by references, not by names ---------------------------------
@@ -146,29 +152,30 @@ def test_nothing_is_open_to_the_world(offline, demo, created):
                 assert rule.get("CidrIp") not in ("0.0.0.0/0",) and rule.get("CidrIpv6") != "::/0", rule
 
 
-def test_production_redis_is_a_multi_az_encrypted_replication_group_with_auth(offline):
+def test_production_cache_is_a_multi_az_encrypted_valkey_replication_group_with_rbac(offline):
+    """Details (users, access strings, secrets, the Redis OSS option): tests/infra/test_cache_engine.py."""
     offline.template.resource_count_is("AWS::ElastiCache::CacheCluster", 0)
     _, group = only(offline.raw, "AWS::ElastiCache::ReplicationGroup")
     props = group["Properties"]
-    assert props["Engine"] == "redis"
+    assert (props["Engine"], props["EngineVersion"]) == ("valkey", "8.0")
     assert props["AtRestEncryptionEnabled"] is True
     assert props["TransitEncryptionEnabled"] is True
+    assert props["TransitEncryptionMode"] == "required"
     assert props["MultiAZEnabled"] is True
     assert props["AutomaticFailoverEnabled"] is True
     assert props["NumCacheClusters"] >= 2
-    # The AUTH token is a dynamic reference to the generated secret, never a literal.
-    token = json.dumps(props["AuthToken"])
-    assert "{{resolve:secretsmanager:" in token
-    secret_id = props["AuthToken"]["Fn::Join"][1][1]["Ref"]
-    assert resources(offline.raw, "AWS::SecretsManager::Secret")[secret_id]
+    # RBAC instead of one AUTH token: no token in the template at all.
+    assert "AuthToken" not in props
+    (user_group,) = props["UserGroupIds"]
+    assert offline.raw["Resources"][user_group["Ref"]]["Type"] == "AWS::ElastiCache::UserGroup"
 
 
-@pytest.mark.parametrize("shape", ["offline", "demo"])
-def test_parameter_group_is_volatile_lfu_and_attached(shape, request):
+@pytest.mark.parametrize(("shape", "family"), [("offline", "valkey8"), ("demo", "redis7")])
+def test_parameter_group_is_volatile_lfu_and_attached(shape, family, request):
     synth = request.getfixturevalue(shape)
     key, group = only(synth.raw, "AWS::ElastiCache::ParameterGroup")
     assert group["Properties"]["Properties"] == {"maxmemory-policy": "volatile-lfu"}
-    assert group["Properties"]["CacheParameterGroupFamily"] == "redis7"
+    assert group["Properties"]["CacheParameterGroupFamily"] == family
     caches = resources(synth.raw, "AWS::ElastiCache::ReplicationGroup") | resources(
         synth.raw, "AWS::ElastiCache::CacheCluster"
     )
@@ -236,7 +243,12 @@ def test_removal_policy_is_configurable(tmp_path):
 
 
 def test_worker_role_gets_exactly_the_table_actions_on_table_and_index(offline):
-    from cachewarm_infra.stack import TABLE_ACTIONS
+    """The stack grants TABLE_ACTIONS on the table and its index, in one statement.
+
+    Which actions those are is not restated here: tests/infra/test_permissions.py derives them from the
+    calls the workers and the ``cachewarm`` command make in the integration suite.
+    """
+    from cachewarm_infra.stack import TABLE_ACTIONS, UNGRANTED_TABLE_ACTIONS
 
     table_id, _ = only(offline.raw, "AWS::DynamoDB::Table")
     statements = [
@@ -245,19 +257,12 @@ def test_worker_role_gets_exactly_the_table_actions_on_table_and_index(offline):
     assert len(statements) == 1
     (statement,) = statements
     assert sorted(actions(statement)) == sorted(TABLE_ACTIONS)
-    for action in (
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:BatchWriteItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-        "dynamodb:ConditionCheckItem",
-        "dynamodb:DescribeTable",
-        "dynamodb:Scan",
-    ):
-        assert action in actions(statement)
+    assert len(set(TABLE_ACTIONS)) == len(TABLE_ACTIONS)
     assert not any("*" in action for action in actions(statement))
+    # Never the table's lifecycle, its stream or its backups: the stack owns those.
+    assert not set(actions(statement)) & set(UNGRANTED_TABLE_ACTIONS)
+    for word in ("Table", "Stream", "Backup", "Export", "Import"):
+        assert not [a for a in actions(statement) if word in a and a != "dynamodb:DescribeTable"], word
     assert statement["Resource"] == [
         {"Fn::GetAtt": [table_id, "Arn"]},
         {"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/*"]]},
@@ -288,6 +293,24 @@ def test_services_run_the_contract_commands_from_one_image(offline):
     offline.template.resource_count_is("AWS::ECS::Service", 3)
 
 
+@pytest.mark.parametrize("name", ["worker", "beat", "flower"])
+def test_every_container_has_the_health_check_of_its_role(offline, name):
+    """``python -m workers.health ROLE``: the same command as docker-compose.yml's (tests/infra/test_compose.py)."""
+    from workers.health import command
+
+    check = container(offline.raw, name)["HealthCheck"]
+    assert check["Command"] == ["CMD", *command(name)]
+    # Unhealthy after 3 failures 30 s apart, once a start period has passed; each check may take 10 s.
+    assert (check["Interval"], check["Retries"], check["Timeout"]) == (30, 3, 10)
+    assert 30 <= check["StartPeriod"] <= 300
+
+
+def test_flower_is_read_only(offline):
+    env = {e["Name"]: e["Value"] for e in container(offline.raw, "flower")["Environment"]}
+    assert env["FLOWER_READ_ONLY"] == "true"
+    assert [m["ContainerPort"] for m in container(offline.raw, "flower")["PortMappings"]] == [5555]
+
+
 def test_environment_is_wired_from_the_constructs(offline):
     table_id, _ = only(offline.raw, "AWS::DynamoDB::Table")
     group_id, _ = only(offline.raw, "AWS::ElastiCache::ReplicationGroup")
@@ -296,14 +319,18 @@ def test_environment_is_wired_from_the_constructs(offline):
         spec = container(offline.raw, name)
         env = {e["Name"]: e["Value"] for e in spec["Environment"]}
         secrets = {s["Name"]: s["ValueFrom"] for s in spec.get("Secrets", [])}
-        assert set(env) <= contract, set(env) - contract
+        allowed = contract | (FLOWER_OWN if name == "flower" else set())
+        assert set(env) <= allowed, set(env) - allowed
         assert set(secrets) <= contract | ENTRYPOINT_INPUTS
         assert env["TABLE_NAME"] == {"Ref": table_id}
         url = env["REDIS_URL"]["Fn::Join"][1]
         assert url[0] == "rediss://"
         assert url[1] == {"Fn::GetAtt": [group_id, "PrimaryEndPoint.Address"]}
         assert url[2] == ":6379/0?ssl_cert_reqs=required"
-        assert "REDIS_AUTH_TOKEN" in secrets
+        # The cache is the same endpoint reached as another user: the entrypoint splices each URL's user.
+        assert env["CACHE_REDIS_URL"] == env["REDIS_URL"]
+        assert set(secrets) >= REDIS_USER_SECRETS
+        assert "REDIS_AUTH_TOKEN" not in secrets
         # Nothing secret sits in plain environment.
         assert not any(re.search(r"TOKEN|PASSWORD|SECRET", key) for key in env)
     flower = {s["Name"] for s in container(offline.raw, "flower")["Secrets"]}

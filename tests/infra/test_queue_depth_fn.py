@@ -68,3 +68,38 @@ def test_queue_depths_against_redis_with_auth(fn, tmp_path):
             fn.queue_depths("127.0.0.1", port, ["warm"], tls=False, token="wrong")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [('{"username": "metrics", "password": "pw"}', ("metrics", "pw")), ("t0ken", (None, "t0ken"))],
+)
+def test_credentials_from_the_secret(fn, secret, expected):
+    assert fn.credentials(secret) == expected
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_queue_depths_as_the_metrics_acl_user(fn, tmp_path):
+    """AUTH username password, as the stack's metrics user (cachewarm_infra.acl): LLEN works, nothing else."""
+    redis = pytest.importorskip("redis")
+    from cachewarm_infra import acl
+    from devstack.localstack import start_redis
+
+    server = start_redis(tmp_path)
+    try:
+        port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+        admin = redis.Redis(port=port)
+        admin.rpush("warm", "a", "b")
+        admin.rpush("bench\x06\x169", "c")
+        admin.execute_command("ACL", "SETUSER", acl.METRICS_USER, *acl.METRICS_ACCESS.split(), ">m3trics")
+        depths = fn.queue_depths("127.0.0.1", port, ["warm", "bench"], tls=False, token="m3trics",
+                                 username=acl.METRICS_USER)
+        assert depths == {"warm": 2, "bench": 1}
+        with pytest.raises(RuntimeError, match="WRONGPASS"):
+            fn.queue_depths("127.0.0.1", port, ["warm"], tls=False, token="wrong", username=acl.METRICS_USER)
+        metrics = redis.Redis(port=port, username=acl.METRICS_USER, password="m3trics")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            metrics.lrange("warm", 0, -1)
+    finally:
+        server.stop()

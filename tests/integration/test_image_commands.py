@@ -17,9 +17,10 @@ Dockerfile's ``CMD``, and every docker-compose.yml service built from the Docker
 ``healthcheck``). Each gets the variables its task definition or service names; values that point at AWS
 or at compose's hosts point at local stand-ins instead:
 
-* ECS: ElastiCache (TLS, AUTH) is a redis-server on a TLS port with ``requirepass``, its certificate from a
-  CA the test makes (``SSL_CERT_FILE``: the trust store that holds Amazon's CA in the image); the Redis
-  AUTH token and Flower's credentials, Secrets Manager's on AWS, are the test's. DynamoDB is the session's
+* ECS: ElastiCache (TLS, RBAC) is a redis-server on a TLS port with the deployment's ACL users
+  (``cachewarm_infra.acl``, ``default`` off), its certificate from a CA the test makes (``SSL_CERT_FILE``: the
+  trust store that holds Amazon's CA in the image); the users' passwords and Flower's credentials, Secrets
+  Manager's on AWS, are the test's. DynamoDB is the session's
   dynalite (``AWS_ENDPOINT_URL_DYNAMODB``, credentials ``local``: the task role's on AWS);
 * compose: ``redis`` and ``dynalite`` are the session's servers;
 * both: the table and key prefix are the test's own, Flower listens on a free port (``FLOWER_PORT``, which
@@ -403,29 +404,38 @@ def test_the_image_holds_the_installed_runtime_and_no_source_tree(image, runner,
 
 
 def test_ecs_task_definitions_commands_run_from_the_wheel(image, runner, task_definitions, dynalite, tmp_path):
-    # ElastiCache's stand-in: TLS only, a certificate the image's trust store (SSL_CERT_FILE) accepts, AUTH.
+    # ElastiCache's stand-in: TLS only, a certificate the image's trust store (SSL_CERT_FILE) accepts, and the
+    # stack's RBAC users with the stack's access strings (redis-server: the Redis OSS strings).
+    from cachewarm_infra import acl
+
     tls = make_ca_and_server_cert(tmp_path / "tls")
-    token = "tok-" + secrets.token_hex(16)
+    prefix = f"img{uuid.uuid4().hex[:6]}"  # the test's CACHE_KEY_PREFIX, so the cache user's is this one
+    passwords = {user.name: "pw" + secrets.token_hex(16) for user in acl.users(prefix, "redis")}
+    users = [arg for user in acl.users(prefix, "redis")
+             for arg in ("--user", user.name, "reset", *user.access.split(), f">{passwords[user.name]}")]
     port = free_port()
     redis = RedisProc(tmp_path / "redis-tls", [
         "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key),
-        "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no", "--requirepass", token,
+        "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no", *users,
     ], port=port).start()
     table = f"Image-{uuid.uuid4().hex[:8]}"
     refs = {"AWS::Region": "us-east-1", "AWS::DynamoDB::Table": table,
             "AWS::ElastiCache::ReplicationGroup.PrimaryEndPoint.Address": "127.0.0.1"}
     login = ("flower", secrets.token_urlsafe(16))
-    secret_values = {"REDIS_AUTH_TOKEN": token, "FLOWER_USER": login[0], "FLOWER_PASSWORD": login[1]}
+    secret_values = {"FLOWER_USER": login[0], "FLOWER_PASSWORD": login[1]}
+    for role, name in (("BROKER", acl.BROKER_USER), ("CACHE", acl.CACHE_USER)):
+        secret_values |= {f"REDIS_{role}_USERNAME": name, f"REDIS_{role}_PASSWORD": passwords[name]}
     flower_port = free_port()
     stand_ins = {"AWS_ENDPOINT_URL_DYNAMODB": dynalite.url, "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": dynalite.url,
                  "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "SSL_CERT_FILE": str(tls.ca),
-                 "CACHE_KEY_PREFIX": f"img{uuid.uuid4().hex[:6]}", "FLOWER_PORT": str(flower_port)}
+                 "CACHE_KEY_PREFIX": prefix, "FLOWER_PORT": str(flower_port)}
 
     def environ(container: Container) -> dict[str, str]:
         variables = {name: resolve(value, refs, task_definitions.types) for name, value in container.variables.items()}
-        url = urlsplit(variables["REDIS_URL"])
-        assert url.scheme == "rediss" and url.port == 6379 and not url.password, "credentials come from the secret"
-        variables["REDIS_URL"] = urlunsplit(url._replace(netloc=f"127.0.0.1:{port}"))
+        for name in ("REDIS_URL", "CACHE_REDIS_URL"):  # the same endpoint, reached as two users
+            url = urlsplit(variables[name])
+            assert url.scheme == "rediss" and url.port == 6379 and not url.password, "credentials come from secrets"
+            variables[name] = urlunsplit(url._replace(netloc=f"127.0.0.1:{port}"))
         variables.update({name: secret_values[name] for name in container.secrets})
         return image.environ({**variables, **stand_ins}, tmp_path / f"{container.name}-tmp")
 
@@ -449,7 +459,7 @@ def test_ecs_task_definitions_commands_run_from_the_wheel(image, runner, task_de
         assert done.returncode == 0, done.stderr
         assert [r["id"] for r in json.loads(done.stdout)["reviews"]] == ["i" * 40]
         done = runner.run(["cachewarm", "warm", "Image Thai", "--wait"], envs["worker"])
-        assert done.returncode == 0, done.stdout + done.stderr  # the worker ran it, over TLS with the token
+        assert done.returncode == 0, done.stdout + done.stderr  # the worker ran it, over TLS as the two users
 
         started["beat"].wait_for("beat: Starting...")
         check_flower(started["flower"], flower_port, login)
@@ -458,7 +468,8 @@ def test_ecs_task_definitions_commands_run_from_the_wheel(image, runner, task_de
         stays_up(list(started.values()))
         assert "Traceback" not in started["beat"].log()
         for proc in started.values():
-            assert token not in proc.log() and login[1] not in proc.log(), f"a secret in {proc.name}'s log"
+            leaked = [value for value in (*passwords.values(), login[1]) if value in proc.log()]
+            assert not leaked, f"a secret in {proc.name}'s log"
         repo.delete_table(wait=False)
     finally:
         runner.stop()

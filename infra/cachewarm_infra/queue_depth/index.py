@@ -7,7 +7,9 @@ bundling, no Docker and no network.
 Environment:
     REDIS_HOST, REDIS_PORT      the primary endpoint
     REDIS_TLS                   "true" for rediss (production mode)
-    REDIS_AUTH_SECRET_ARN       Secrets Manager secret holding the AUTH token (optional)
+    REDIS_AUTH_SECRET_ARN       Secrets Manager secret (optional): JSON {"username", "password"} of the RBAC
+                                user (production: the ``metrics`` user, allowed LLEN only), sent as
+                                AUTH username password; or a plain AUTH token, sent as AUTH token
     QUEUES                      comma-separated Celery queue names
     METRIC_NAMESPACE            CloudWatch namespace
     STACK_NAME                  value of the "Stack" dimension
@@ -15,6 +17,7 @@ Environment:
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -57,20 +60,42 @@ def read_reply(stream):
     raise RuntimeError(f"unexpected RESP reply {line!r}")
 
 
+def credentials(secret: str) -> tuple[str | None, str]:
+    """(username, password) from a secret: JSON with "password" (and "username"), or a bare AUTH token."""
+    try:
+        value = json.loads(secret)
+    except ValueError:
+        return None, secret
+    if isinstance(value, dict) and isinstance(value.get("password"), str):
+        username = value.get("username")
+        return (username if isinstance(username, str) and username else None), value["password"]
+    return None, secret
+
+
 def queue_keys(queue: str) -> list[str]:
     return [queue] + [f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
 
 
 def queue_depths(
-    host: str, port: int, queues: list[str], *, tls: bool, token: str | None, timeout: float = 5.0
+    host: str,
+    port: int,
+    queues: list[str],
+    *,
+    tls: bool,
+    token: str | None,
+    username: str | None = None,
+    timeout: float = 5.0,
 ) -> dict[str, int]:
-    """LLEN of every queue (all priority lists summed), pipelined over one connection."""
+    """LLEN of every queue (all priority lists summed), pipelined over one connection.
+
+    ``token`` is the password: ``AUTH username token`` with a ``username`` (an ACL user), else ``AUTH token``.
+    """
     raw = socket.create_connection((host, port), timeout=timeout)
     conn = ssl.create_default_context().wrap_socket(raw, server_hostname=host) if tls else raw
     with conn, conn.makefile("rb") as stream:
         commands = []
         if token:
-            commands.append(encode_command("AUTH", token))
+            commands.append(encode_command("AUTH", *([username] if username else []), token))
         for queue in queues:
             commands.extend(encode_command("LLEN", key) for key in queue_keys(queue))
         conn.sendall(b"".join(commands))
@@ -82,10 +107,11 @@ def queue_depths(
 def handler(event, context):  # pragma: no cover - runs in Lambda
     import boto3
 
-    token = None
+    username, token = None, None
     secret_arn = os.environ.get("REDIS_AUTH_SECRET_ARN")
     if secret_arn:
-        token = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+        secret = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+        username, token = credentials(secret)
     queues = [name.strip() for name in os.environ["QUEUES"].split(",") if name.strip()]
     depths = queue_depths(
         os.environ["REDIS_HOST"],
@@ -93,6 +119,7 @@ def handler(event, context):  # pragma: no cover - runs in Lambda
         queues,
         tls=os.environ.get("REDIS_TLS", "false") == "true",
         token=token,
+        username=username,
     )
     stack = {"Name": "Stack", "Value": os.environ["STACK_NAME"]}
     data = [{"MetricName": "QueueDepth", "Dimensions": [stack], "Value": sum(depths.values()), "Unit": "Count"}]

@@ -11,7 +11,7 @@ import redis
 
 from cachewarm import change_capture
 from cachewarm.cache import NO_VALUE, CacheAside
-from cachewarm.change_capture import handle_records, lambda_handler, restaurant_of, with_auth_token
+from cachewarm.change_capture import credentials, handle_records, lambda_handler, restaurant_of, with_auth_token
 from cachewarm.model import Summary
 from cachewarm.scripts import INVALIDATE
 from cachewarm.settings import Settings
@@ -175,6 +175,45 @@ def test_lambda_reads_the_auth_token_from_secrets_manager_once(monkeypatch):
 ])
 def test_auth_token_is_spliced_like_the_image_entrypoint(url, expected):
     assert with_auth_token(url, "tok") == expected
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("rediss://host:6379/0?ssl_cert_reqs=required", "rediss://cache:pw@host:6379/0?ssl_cert_reqs=required"),
+    ("rediss://broker:other@host:6379/0", "rediss://broker:other@host:6379/0"),
+    ("unix:///tmp/r.sock", "unix:///tmp/r.sock"),
+])
+def test_an_acl_user_is_spliced_with_its_password(url, expected):
+    assert with_auth_token(url, "pw", "cache") == expected
+
+
+@pytest.mark.parametrize(("secret", "expected"), [
+    ('{"username": "cache", "password": "p4ss"}', ("cache", "p4ss")),
+    ('{"password": "p4ss"}', (None, "p4ss")),
+    ('{"username": "", "password": "p4ss"}', (None, "p4ss")),
+    ("t0ken", (None, "t0ken")),
+    ('"quoted"', (None, '"quoted"')),
+    ('{"user": "x"}', (None, '{"user": "x"}')),
+])
+def test_credentials_are_json_of_an_acl_user_or_a_bare_token(secret, expected):
+    assert credentials(secret) == expected
+
+
+def test_lambda_connects_as_the_acl_user_of_its_secret(monkeypatch):
+    """Production: the secret is the RBAC cache user's JSON; both URLs get user and password, escaped."""
+    monkeypatch.setenv("REDIS_URL", "rediss://cache.example:6379/0?ssl_cert_reqs=required")
+    monkeypatch.setenv("CACHE_REDIS_URL", "rediss://cache.example:6379/0")
+    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:cache")
+    monkeypatch.setattr(change_capture, "_secret_token", lambda arn: '{"username": "cache", "password": "p/w"}')
+    change_capture._lambda_engine.cache_clear()
+    try:
+        _, settings = change_capture._lambda_engine(1)
+    finally:
+        change_capture._lambda_engine.cache_clear()
+    assert settings.redis_url == "rediss://cache:p%2Fw@cache.example:6379/0?ssl_cert_reqs=required"
+    assert settings.cache_redis_url == "rediss://cache:p%2Fw@cache.example:6379/0"
+    client = redis.Redis.from_url(settings.cache_url)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"]) == ("cache", "p/w")
 
 
 def test_every_item_of_the_original_data_file_names_its_restaurant_by_its_keys_alone():
