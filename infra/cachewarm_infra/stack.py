@@ -305,7 +305,7 @@ class CachewarmStack(Stack):
         ``add_event_source`` creates the mapping and grants what it needs: DescribeStream, GetRecords
         and GetShardIterator on the table's stream (ListStreams on ``*``), and SendMessage on the
         failure queue. No table action: the records carry the keys. The function itself calls one
-        API, once per cold start: GetSecretValue on the AUTH secret, to complete REDIS_URL
+        API, once per cold start: GetSecretValue on the cache user's secret, to complete REDIS_URL
         (``cachewarm.change_capture._secret_token``; tests/infra/test_permissions.py records it).
         """
         capture = self.change_capture
