@@ -56,6 +56,19 @@ def _cached(key: tuple[object, ...], build: Callable[[], T]) -> T:
     return cast(T, client)
 
 
+def _botocore_config(settings: Settings) -> Any:
+    """Region, retries and timeouts shared by the DynamoDB and DynamoDB Streams clients."""
+    from botocore.config import Config
+
+    return Config(
+        region_name=settings.aws_region,
+        # total_max_attempts counts the first request too; botocore reads "max_attempts" as retries.
+        retries={"mode": "standard", "total_max_attempts": settings.dynamodb_max_attempts},
+        connect_timeout=settings.dynamodb_timeout,
+        read_timeout=settings.dynamodb_timeout,
+    )
+
+
 def dynamodb_client(settings: Settings | None = None, *, validate_parameters: bool = True) -> DynamoDBClient:
     """A low-level boto3 DynamoDB client for this process.
 
@@ -71,16 +84,8 @@ def dynamodb_client(settings: Settings | None = None, *, validate_parameters: bo
         import boto3
         from botocore.config import Config
 
-        config = Config(
-            region_name=settings.aws_region,
-            # total_max_attempts counts the first request too; botocore reads "max_attempts" as retries.
-            retries={"mode": "standard", "total_max_attempts": settings.dynamodb_max_attempts},
-            connect_timeout=settings.dynamodb_timeout,
-            read_timeout=settings.dynamodb_timeout,
-            max_pool_connections=64,
-            tcp_keepalive=True,
-            parameter_validation=validate_parameters,
-        )
+        config = _botocore_config(settings).merge(
+            Config(max_pool_connections=64, tcp_keepalive=True, parameter_validation=validate_parameters))
         kwargs: dict[str, Any] = {"config": config}
         if settings.dynamodb_endpoint:
             kwargs["endpoint_url"] = settings.dynamodb_endpoint
@@ -98,15 +103,8 @@ def streams_client(settings: Settings | None = None) -> Any:
 
     def build() -> Any:
         import boto3
-        from botocore.config import Config
 
-        config = Config(
-            region_name=settings.aws_region,
-            retries={"mode": "standard", "total_max_attempts": settings.dynamodb_max_attempts},
-            connect_timeout=settings.dynamodb_timeout,
-            read_timeout=settings.dynamodb_timeout,
-        )
-        kwargs: dict[str, Any] = {"config": config}
+        kwargs: dict[str, Any] = {"config": _botocore_config(settings)}
         if settings.streams_endpoint:
             kwargs["endpoint_url"] = settings.streams_endpoint
             if boto3.session.Session().get_credentials() is None:

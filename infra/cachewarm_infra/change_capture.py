@@ -37,7 +37,7 @@ from cachewarm_infra.lint import (
     ignore_cfn_lint,
     skip_checkov,
 )
-from cachewarm_infra.nag import acknowledge
+from cachewarm_infra.nag import acknowledge, acknowledge_lambda_execution_policies
 
 #: The project's handler (cachewarm/change_capture.py); synth does not import it.
 HANDLER = "cachewarm.change_capture.lambda_handler"
@@ -172,15 +172,7 @@ class ChangeCapture(Construct):
             environment=variables,
             log_group=self.log_group,
         )
-        role = self.function.role
-        assert role is not None
-        for policy in ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"):
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{policy}]",
-                "The AWS-managed Lambda execution policies (logs, VPC network interfaces) are the "
-                "documented minimum for a function in a VPC.",
-            )
+        acknowledge_lambda_execution_policies(self.function)
         self._acknowledge_findings()
 
         # Lag: IteratorAge is the age of the last record of each batch when it reaches the function

@@ -19,6 +19,19 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
 
 
+def acknowledge_lambda_execution_policies(function) -> None:
+    """AwsSolutions-IAM4 on a VPC function's AWS-managed execution policies, with the reason (every function here)."""
+    role = function.role
+    assert role is not None
+    for policy in ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"):
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{policy}]",
+            "The AWS-managed Lambda execution policies (logs, VPC network interfaces) are the "
+            "documented minimum for a function in a VPC.",
+        )
+
+
 def add_checks(scope: IConstruct) -> AwsSolutionsChecks:
     """Register the AwsSolutions pack on an App or Stage; returns the pack (tests call validate_scope)."""
     checks = AwsSolutionsChecks(scope, verbose=True, write_suppressions_to_cloud_formation=True)

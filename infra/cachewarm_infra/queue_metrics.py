@@ -20,7 +20,7 @@ from cachewarm_infra.lint import (
     ignore_cfn_lint,
     skip_checkov,
 )
-from cachewarm_infra.nag import acknowledge
+from cachewarm_infra.nag import acknowledge_lambda_execution_policies
 
 METRIC_NAMESPACE = "Cachewarm"
 METRIC_NAME = "QueueDepth"
@@ -95,15 +95,7 @@ class QueueDepthMetric(Construct):
             statistic="Maximum",
             period=Duration.minutes(1),
         )
-        role = self.function.role
-        assert role is not None
-        for policy in ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"):
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{policy}]",
-                "The AWS-managed Lambda execution policies (logs, VPC network interfaces) are the "
-                "documented minimum for a function in a VPC.",
-            )
+        acknowledge_lambda_execution_policies(self.function)
         self._acknowledge_findings()
 
     def _acknowledge_findings(self) -> None:

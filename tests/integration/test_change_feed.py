@@ -136,6 +136,9 @@ def test_records_that_arrive_while_redis_is_frozen_are_all_invalidated_after(sta
         finally:
             cache_redis.resume()
         try:
+            # A pipeline that timed out may still run once Redis thaws (its commands sat in the socket):
+            # wait for the follower's own successful redelivery too, not only for the keys to go.
+            wait_until(lambda: follower.handled >= 9, 20, "the frozen records delivered once Redis is back")
             wait_until(lambda: all(engine.peek(n) is NO_VALUE for n in names), 20,
                        "every affected summary invalidated once Redis is back")
         finally:
