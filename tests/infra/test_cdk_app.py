@@ -14,6 +14,7 @@ import pytest
 
 from cachewarm.schema import create_table_request
 from cachewarm.settings import ENV_VARS, SPECS
+from tests.support.infra import get_att_id, only, resources
 from workers.config import QUEUES
 
 pytestmark = pytest.mark.slow
@@ -37,19 +38,6 @@ FLOWER_OWN = {"FLOWER_READ_ONLY"}
 # --- helpers: navigate the template by references, not by names ---------------------------------
 
 
-def resources(raw: dict, kind: str) -> dict[str, dict]:
-    return {key: value for key, value in raw["Resources"].items() if value["Type"] == kind}
-
-
-def only(raw: dict, kind: str) -> tuple[str, dict]:
-    found = resources(raw, kind)
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
-    return next(iter(found.items()))
-
-
-def get_att_id(value: object) -> str:
-    assert isinstance(value, dict) and "Fn::GetAtt" in value, value
-    return value["Fn::GetAtt"][0]
 
 
 def ingress_rules(raw: dict, group_id: str) -> list[dict]:

@@ -13,6 +13,7 @@ import pytest
 
 from cachewarm.settings import ENV_VARS
 from cachewarm_infra.config import CONTEXT_KEYS, ConfigError, InfraConfig
+from tests.support.infra import get_att_id, only, resources
 
 pytestmark = pytest.mark.slow
 
@@ -31,19 +32,6 @@ CHANGE_KEYS = (
 # --- helpers: navigate the template by references ------------------------------------------------
 
 
-def resources(raw: dict, kind: str) -> dict[str, dict]:
-    return {key: value for key, value in raw["Resources"].items() if value["Type"] == kind}
-
-
-def only(raw: dict, kind: str) -> tuple[str, dict]:
-    found = resources(raw, kind)
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
-    return next(iter(found.items()))
-
-
-def get_att_id(value: object) -> str:
-    assert isinstance(value, dict) and "Fn::GetAtt" in value, value
-    return value["Fn::GetAtt"][0]
 
 
 def actions(statement: dict) -> list[str]:

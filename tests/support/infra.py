@@ -42,3 +42,24 @@ def synth(context: dict[str, str], outdir: Path) -> Synth:
     app, stack = build_app(app, environ={})
     template = Template.from_stack(stack)
     return Synth(app=app, stack=stack, template=template, raw=template.to_json())
+
+
+# --- navigating a synthesized template by references, not by names -------------------------------
+
+
+def resources(raw: dict, kind: str) -> dict[str, dict]:
+    """The template's resources of one type, by logical id."""
+    return {key: value for key, value in raw["Resources"].items() if value["Type"] == kind}
+
+
+def only(raw: dict, kind: str) -> tuple[str, dict]:
+    """The one resource of a type (a failure when there are none or several)."""
+    found = resources(raw, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return next(iter(found.items()))
+
+
+def get_att_id(value: object) -> str:
+    """The logical id a ``Fn::GetAtt`` refers to."""
+    assert isinstance(value, dict) and "Fn::GetAtt" in value, value
+    return value["Fn::GetAtt"][0]
