@@ -8,7 +8,12 @@ instead of paying the timeout again on every read.
 Correctness under concurrency (see :mod:`cachewarm.scripts`):
 
 * single-flight: a miss takes a lease; concurrent missers (threads or
-  processes) poll briefly for the holder's value instead of reading DynamoDB;
+  processes) poll for the holder's value instead of reading DynamoDB, for as
+  long as the lease lives; the holder renews it while its read is in flight
+  (:mod:`cachewarm.leases`), so one read per cold key at any DynamoDB latency;
+* a cap on fills in flight across all processes (``CACHE_MAX_FILLS``): when the
+  whole cache is cold, missers beyond it wait for a slot or for the value, so
+  the cache never multiplies the load on DynamoDB;
 * no stale sets: only the lease holder may fill, and a write voids the lease;
 * hold-off: after a change-feed invalidation, reads are served from DynamoDB
   but not stored for ``change_hold_off_ms``, longer than the index's lag;
@@ -18,21 +23,30 @@ Correctness under concurrency (see :mod:`cachewarm.scripts`):
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cachewarm.backoff import Backoff
+from cachewarm.entries import (  # re-exported: callers import the read path's names from here
+    HIT,
+    MISS,
+    NO_VALUE,
+    REFRESHED,
+    UNAVAILABLE,
+    WAITED,
+    CacheEntry,
+    FetchResult,
+    xfetch_due,
+)
 from cachewarm.errors import TransportError
 from cachewarm.hotkeys import HotKeys
 from cachewarm.keys import KeySchema
+from cachewarm.leases import LeaseKeeper, read_budget_seconds
 from cachewarm.metrics import RETENTION_SECONDS, Metrics
 from cachewarm.model import Summary
 from cachewarm.scripts import ACQUIRE, FILL, INVALIDATE, WARM
@@ -51,89 +65,24 @@ class SummarySource(Protocol):
     def get_summary(self, name: str) -> Summary | None:
         """The restaurant's summary, or None when it does not exist."""
 
-#: A lease waiter's polls: waits of at most 2, 4, 8, 16, then 25 ms, until ``lease_wait_ms`` has passed
-#: (the deadline, not ``retries``, ends the wait). A fill takes one DynamoDB query, a few ms.
+#: A lease waiter's polls: waits of at most 2, 4, 8, 16, then 25 ms, for as long as a live lease exists
+#: (the read budget, not ``retries``, bounds the wait). A fill usually takes one DynamoDB query, a few ms.
 LEASE_POLL = Backoff(retries=0, base=0.001, cap=0.025)
 
-
-class _NoValue:
-    """Sentinel for "nothing cached", distinct from a cached "not found" (dogpile's NO_VALUE)."""
-
-    def __repr__(self) -> str:
-        return "NO_VALUE"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-NO_VALUE: Any = _NoValue()
-
-# Cache statuses reported with every result.
-HIT, MISS, WAITED, UNAVAILABLE, REFRESHED = "hit", "miss", "waited", "unavailable", "refreshed"
-
-
-@dataclass(slots=True)
-class CacheEntry:
-    """A decoded cached value: a summary, or a cached "not found" (summary None)."""
-
-    summary: Summary | None
-    version: int
-    delta: float  # seconds the fill took (XFetch's recompute cost)
-    expires_at: float  # epoch seconds
-
-    def encode(self) -> str:
-        """Serialize for Redis."""
-        body: dict[str, Any] = {"ver": self.version, "d": round(self.delta, 6), "e": round(self.expires_at, 3)}
-        if self.summary is not None:
-            body["s"] = self.summary.to_dict()
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-
-    @classmethod
-    def decode(cls, raw: bytes | str) -> CacheEntry:
-        """Parse a value written by :meth:`encode`."""
-        body = json.loads(raw)
-        data = body.get("s")
-        return cls(
-            Summary(data["restaurant"], data["reviews"]) if data is not None else None,
-            body.get("ver", 0),
-            body.get("d", 0.0),
-            body.get("e", 0.0),
-        )
-
-
-@dataclass(slots=True)
-class FetchResult:
-    """What a read returned, where it came from and how long it took."""
-
-    name: str
-    summary: Summary | None
-    source: str  # "cache" or "db"
-    latency_ms: float
-    cache: str  # hit | miss | waited | refreshed | unavailable
-
-    @property
-    def found(self) -> bool:
-        """False when the restaurant does not exist."""
-        return self.summary is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form used by ``cachewarm get --json``."""
-        out: dict[str, Any] = {"name": self.name, "found": self.found}
-        if self.summary is not None:
-            out.update(self.summary.to_dict())
-        out.update(source=self.source, latency_ms=round(self.latency_ms, 3), cache=self.cache)
-        return out
-
-
-def xfetch_due(entry: CacheEntry, *, now: float, beta: float, rand: Callable[[], float]) -> bool:
-    """XFetch: recompute early with probability rising as expiry nears.
-
-    Due when ``now - delta * beta * ln(rand) >= expiry``; ``delta`` is what the
-    last fill cost, so expensive values start refreshing earlier.
-    """
-    if entry.delta <= 0 or beta <= 0:
-        return False
-    return now - entry.delta * beta * math.log(max(rand(), 1e-12)) >= entry.expires_at
+__all__ = [
+    "HIT",
+    "LEASE_POLL",
+    "MISS",
+    "NO_VALUE",
+    "REFRESHED",
+    "UNAVAILABLE",
+    "WAITED",
+    "CacheAside",
+    "CacheEntry",
+    "FetchResult",
+    "SummarySource",
+    "xfetch_due",
+]
 
 
 class CacheAside:
@@ -170,6 +119,8 @@ class CacheAside:
         self._fill = redis_client.register_script(FILL)
         self._warm = redis_client.register_script(WARM)
         self._invalidate = redis_client.register_script(INVALIDATE)
+        self.read_budget = read_budget_seconds(settings)
+        self.leases = LeaseKeeper(redis_client, lease_ms=settings.lease_ms, budget_seconds=self.read_budget)
 
     # -- public API ----------------------------------------------------------
     def fetch(self, name: str) -> FetchResult:
@@ -305,25 +256,29 @@ class CacheAside:
             raise
 
     def _miss(self, name: str, start: float) -> FetchResult:
-        deadline = start + self.settings.lease_wait_ms / 1000.0
+        # Waiting is bounded by how long the holder's read can take, not by a guess shorter than it.
+        deadline = start + self.read_budget
         token = secrets.token_hex(8)
         polls = 0
+        waited: set[str] = set()
         while True:
             got = self._acquire(
                 keys=[self.keys.summary(name), self.keys.lease(name), self.metrics.bucket_key(time.time()),
-                      self.keys.hold(name)],
-                args=[token, self.settings.lease_ms, RETENTION_SECONDS],
+                      self.keys.hold(name), self.keys.fill_slots()],
+                args=[token, self.settings.lease_ms, RETENTION_SECONDS, self.settings.max_fills],
             )
             if got[0] == 1:
                 entry = CacheEntry.decode(got[1])
                 return self._result(name, entry.summary, "cache", start, WAITED if polls else HIT)
             if got[0] == 2:
-                return self._fill_with_lease(name, token, start, MISS)
+                return self._fill_with_lease(name, token, start, MISS, has_slot=self.settings.max_fills > 0)
             if got[0] == 3:  # hold-off after a change-feed invalidation: serve, do not store
                 return self._from_db(name, start, MISS)
-            # Another caller is filling: wait for its value rather than read DynamoDB too.
-            if not polls:
-                self.metrics.incr("waits")
+            # Another caller is filling (0), or every fill slot is taken (4): wait rather than read DynamoDB too.
+            reason = "waits" if got[0] == 0 else "fill_slot_waits"
+            if reason not in waited:
+                waited.add(reason)
+                self.metrics.incr(reason)
             polls += 1
             now = time.perf_counter()
             if now >= deadline:
@@ -338,22 +293,29 @@ class CacheAside:
         if not lease:
             return None  # someone else is refreshing: serve the current value
         self.metrics.incr("early_refreshes")
-        return self._fill_with_lease(name, token, start, REFRESHED)
+        return self._fill_with_lease(name, token, start, REFRESHED, has_slot=False)
 
-    def _fill_with_lease(self, name: str, token: str, start: float, status: str) -> FetchResult:
+    def _fill_with_lease(self, name: str, token: str, start: float, status: str, *,
+                         has_slot: bool = False) -> FetchResult:
+        self.leases.hold(token, self.keys.lease(name), self.keys.fill_slots(), has_slot=has_slot)
         t0 = time.perf_counter()
-        summary = self.repo.get_summary(name)
+        try:
+            summary = self.repo.get_summary(name)
+        except BaseException:
+            self.leases.release(token)  # a waiter takes over now, not when the lease would have lapsed
+            raise
         delta = time.perf_counter() - t0
+        self.leases.done(token)
         entry, ttl_ms = self._entry(summary, delta)
         try:
-            # One round trip: the fill and its counters.
+            # One round trip: the fill, its counters and the slot's release.
             self._fill(
                 keys=[self.keys.summary(name), self.keys.lease(name), self.keys.floor(name),
-                      self.metrics.bucket_key(time.time()), self.keys.hold(name)],
+                      self.metrics.bucket_key(time.time()), self.keys.hold(name), self.keys.fill_slots()],
                 args=[token, entry.encode(), ttl_ms, entry.version, int(delta * 1e6), RETENTION_SECONDS],
             )
         except self._redis_errors as exc:
-            # The read itself succeeded; a full or failing cache must not fail it.
+            # The read itself succeeded; a full or failing cache must not fail it (the slot lapses by itself).
             log.warning("cache fill for %r failed: %s", name, exc)
         return self._result(name, summary, "db", start, status)
 

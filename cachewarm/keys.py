@@ -13,6 +13,7 @@ Layout (``cw`` is the configurable prefix, ``v1`` the schema version)::
     cw:v1:lease:<name>   the fill lease token, with a millisecond TTL
     cw:v1:floor:<name>   minimum restaurant version a fill may store (set on write)
     cw:v1:hold:<name>    present while fills may not be stored (after a change-feed invalidation)
+    cw:v1:fills          sorted set of the fills in flight (lease tokens by expiry): the fill cap
     cw:v1:hot:<bucket>   sorted set of read counts for one time bucket
     cw:v1:stats:*        counters
 
@@ -77,6 +78,10 @@ class KeySchema:
     def hold(self, name: str) -> str:
         """Key that, while it exists, stops fills of a name from being stored (the change feed's hold-off)."""
         return f"{self.root}hold:{encode_name(name)}"
+
+    def fill_slots(self) -> str:
+        """Sorted set of the fills in flight across all processes (CACHE_MAX_FILLS)."""
+        return f"{self.root}fills"
 
     def hot_bucket(self, bucket: int) -> str:
         """Sorted set of read counts for one time bucket."""

@@ -253,13 +253,18 @@ class Settings:
     # timeout on every read (a small circuit breaker).
     cache_backoff: float = setting(2.0, "CACHE_BACKOFF_SECONDS", "after a cache failure, skip the cache this long",
                                    minimum=0.0, maximum=3600)
-    # A fill lease lives this long: longer than a slow DynamoDB read, short enough
-    # that a crashed filler does not block others for long.
-    lease_ms: int = setting(3000, "CACHE_LEASE_MS", "fill lease lifetime", minimum=10)
-    # Callers that lose the lease poll for the winner's value this long, then read
-    # DynamoDB themselves without filling.
-    lease_wait_ms: int = setting(2000, "CACHE_LEASE_WAIT_MS", "how long a misser waits for the lease holder",
-                                 minimum=0)
+    # A fill lease lives this long unless renewed. Its holder renews it every third of
+    # that while its DynamoDB read is in flight, however long the read takes; a holder
+    # that dies stops renewing, and a waiter takes over when the lease lapses. Waiters
+    # wait as long as a live lease exists, up to the DynamoDB client's own read budget
+    # (DYNAMODB_MAX_ATTEMPTS and DYNAMODB_TIMEOUT_SECONDS, see cachewarm/leases.py).
+    lease_ms: int = setting(3000, "CACHE_LEASE_MS", "fill lease lifetime between renewals", minimum=10)
+    # Fills from DynamoDB in flight at once, across every process sharing the cache.
+    # When the whole cache is lost, readers beyond it wait for a slot or for the
+    # value: DynamoDB sees at most this many reads at once from cache misses
+    # (warm tasks have their own bound, WARM_CONCURRENCY per task). 0: no cap.
+    max_fills: int = setting(64, "CACHE_MAX_FILLS", "cache fills from DynamoDB in flight, across all processes",
+                             minimum=0, maximum=100_000)
     # After an invalidation that came from the table's change feed, fills are served
     # but not stored for this long: GSI1 is eventually consistent on AWS, so a fill
     # that starts right after the invalidation can still read the old reviews. Must

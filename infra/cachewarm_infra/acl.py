@@ -63,9 +63,11 @@ CACHE_COMMANDS = (
     "multi",
     "exec",
     # Lua (scripts.py): run by SHA, loaded on NOSCRIPT (redis-py's Script); the scripts themselves call
-    # GET, SET, EXISTS, DEL, UNLINK, EXPIRE, PEXPIRE and HINCRBY on their declared keys
+    # GET, SET, EXISTS, DEL, UNLINK, EXPIRE, PEXPIRE and HINCRBY on their declared keys, the fill slots'
+    # sorted-set commands below, and TIME (the slots expire by the server's clock, not the clients')
     "evalsha",
     "script|load",
+    "time",
     # strings: summaries, leases, version floors, hold-offs, the audit's cursor
     "get",
     "mget",
@@ -87,10 +89,15 @@ CACHE_COMMANDS = (
     # sets: the task-run index (stats.py)
     "sadd",
     "smembers",
-    # sorted sets: hot keys (hotkeys.py)
+    # sorted sets: hot keys (hotkeys.py); the fill slots (scripts.py: ACQUIRE, RENEW, RELEASE, FILL)
     "zincrby",
     "zunionstore",
     "zrevrange",
+    "zadd",
+    "zrem",
+    "zremrangebyscore",
+    "zcard",
+    "zscore",
     # keyspace and server: invalidate --all and the audit (SCAN MATCH <prefix>:...), stats
     "scan",
     "dbsize",

@@ -34,5 +34,5 @@ def summary(name, version=0, text="first"):
 
 
 def make(fake_server, repo, **overrides):
-    settings = Settings(**{"lease_wait_ms": 2000, **overrides})
+    settings = Settings(**overrides)
     return CacheAside(fakeredis.FakeRedis(server=fake_server), repo, settings)

@@ -209,11 +209,16 @@ def test_a_waiter_polls_within_the_backoff_bounds_and_gives_up_at_its_deadline(f
     from cachewarm.cache import LEASE_POLL
 
     repo = FakeRepo({"A": summary("A")})
-    engine = make(fake_server, repo, lease_wait_ms=200)
-    engine.redis.set(engine.keys.lease("A"), "another-filler", px=10_000)  # a fill that never ends
+    # A read budget of 0.2 s (one attempt, 0.1 s connect + 0.1 s read timeout), and a live lease that
+    # outlasts it: a holder stuck longer than any DynamoDB read can take.
+    engine = make(fake_server, repo, dynamodb_timeout=0.1, dynamodb_max_attempts=1)
+    assert engine.read_budget == 0.2
+    engine.redis.set(engine.keys.lease("A"), "another-filler", px=10_000)
     slept = []
     real_sleep = time.sleep
-    monkeypatch.setattr("cachewarm.cache.time.sleep", lambda s: (slept.append(s), real_sleep(s)))
+    caller = threading.current_thread()  # the lease keepers' threads sleep too
+    monkeypatch.setattr("cachewarm.cache.time.sleep",
+                        lambda s: (threading.current_thread() is caller and slept.append(s), real_sleep(s)))
     result = engine.fetch("A")
     assert (result.source, result.cache) == ("db", "waited")
     assert len(slept) >= 8
