@@ -285,12 +285,15 @@ class Settings:
     dynamodb_timeout: float = setting(5.0, "DYNAMODB_TIMEOUT_SECONDS", "botocore connect and read timeout",
                                       minimum=0.1, maximum=300)
     # Redis broker: a task a worker took but never acknowledged (acks_late; the
-    # worker was killed) goes back to the queue after this many seconds. It must
-    # exceed the longest task (the 1800 s hard time limit) and any retry
-    # countdown, or a task still running is delivered twice; lower it only to get
-    # a killed worker's tasks back sooner where tasks are short (the tests).
+    # whole worker was lost) goes back to the queue after this many seconds. It
+    # must exceed the age a delivery can reach while its task is still alive, or
+    # a running task is delivered twice: the longest hard time limit (120 s) +
+    # the longest countdown a task waits unacknowledged (60 s, the retry backoff
+    # cap) + a 60 s margin = 240 s (workers/config.py default_visibility_timeout;
+    # a unit test keeps the two equal). A lost node's tasks then run again within
+    # about 240 s + one 10 s sweep. Lower it only where tasks are shorter (the tests).
     broker_visibility_timeout: int = setting(
-        3600, "BROKER_VISIBILITY_TIMEOUT_SECONDS", "an unacknowledged task is redelivered after this long",
+        240, "BROKER_VISIBILITY_TIMEOUT_SECONDS", "an unacknowledged task is redelivered after this long",
         minimum=1, maximum=7 * 24 * 3600)
     # Append one JSON line per task start and end (task id, name, pid) to this
     # file, from every worker process. Off by default; the reliability tests use

@@ -233,8 +233,13 @@ class TaskRuns:
     def record(
         self, task: str, *, task_id: str, state: str, runtime: float | None, result: Any = None,
         error: BaseException | str | None = None, worker: str | None = None, now: float | None = None,
+        attempts: int | None = None,
     ) -> None:
-        """Store one finished run (one round trip); both keys get the TTL again."""
+        """Store one finished run (one round trip); both keys get the TTL again.
+
+        ``attempts`` is the run's attempt (1 + Celery's retries: transport retries
+        and re-sends after a lost pool process); None when unknown.
+        """
         now = time.time() if now is None else now
         fields: dict[FieldT, EncodableT] = {
             "task": task,
@@ -245,6 +250,7 @@ class TaskRuns:
             "result": json.dumps(summarize_result(result), default=str) if error is None else "",
             "error": "" if error is None else (error if isinstance(error, str) else describe_error(error)),
             "worker": worker or "",
+            "attempts": "" if attempts is None else str(int(attempts)),
         }
         key = self.key(task)
         pipe = self.redis.pipeline(transaction=False)
@@ -287,6 +293,7 @@ class TaskRuns:
             "worker": h.get("worker") or None,
             "result": result,
             "error": h.get("error") or None,
+            "attempts": int(h["attempts"]) if h.get("attempts") else None,
             "runs": sum(counts.values()),
             "failures": counts.get("FAILURE", 0),
         }

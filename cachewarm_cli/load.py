@@ -18,7 +18,7 @@ from loaders import DEFAULT_THREADS, DEFAULT_WORKERS
 
 #: ``workers.fanout.CHUNK_LINES``, written out: importing ``workers`` here would
 #: load Celery into every ``cachewarm`` start. tests/unit/shell checks they agree.
-CHUNK_LINES_DEFAULT = 20_000
+CHUNK_LINES_DEFAULT = 5_000
 #: Seconds between progress lines when stderr is not a terminal.
 PLAIN_PROGRESS_SECONDS = 5.0
 

@@ -99,14 +99,16 @@ def render(report: dict[str, Any]) -> None:
         _row(t, str(rank), hot["name"], f"{hot['score']:.1f}")
     out.print(t)
 
-    t = Table("task", "last run", "state", "runtime", "result / error", "runs", "failures", title="task runs")
+    # "attempts" is the last run's (1 + retries); "runs" and "failures" count final outcomes.
+    t = Table("task", "last run", "state", "runtime", "attempts", "result / error", "runs", "failures",
+              title="task runs")
     for run in report["tasks"]:
         if run["state"] is None:
-            _row(t, run["task"], "never", "-", "-", "", "0", "0")
+            _row(t, run["task"], "never", "-", "-", "-", "", "0", "0")
             continue
         outcome = run["error"] or _short(run["result"])
-        _row(t, run["task"], run["last_run"], run["state"], _num(run["runtime_s"], "{:.2f}s"), outcome,
-                  str(run["runs"]), str(run["failures"]))
+        _row(t, run["task"], run["last_run"], run["state"], _num(run["runtime_s"], "{:.2f}s"),
+             _num(run.get("attempts")), outcome, str(run["runs"]), str(run["failures"]))
     out.print(t)
 
     if "schedule" in report:

@@ -6,10 +6,10 @@ acknowledged. SIGKILL of the worker's main process also kills its pool children
 (Celery sets PR_SET_PDEATHSIG), so nothing acknowledges it and nothing puts it
 back. Only a sweep for unacknowledged messages older than the visibility timeout
 returns it to the queue: one sweep when a worker starts, then one every
-``unacked_restore_interval`` x 10 seconds. With the production timeout (3600 s)
-a killed worker's tasks come back after an hour; these tests set
-BROKER_VISIBILITY_TIMEOUT_SECONDS to a few seconds, which is safe only because
-every task here runs for well under that.
+``unacked_restore_interval`` seconds (throttle 1; workers/config.py). With the
+default timeout (240 s, test_node_loss.py) a killed worker's tasks come back
+after about four minutes; these tests set BROKER_VISIBILITY_TIMEOUT_SECONDS to a
+few seconds, which is safe only because every task here runs for well under that.
 """
 
 from __future__ import annotations

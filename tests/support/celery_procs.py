@@ -63,10 +63,16 @@ def celery_argv(*args: str) -> list[str]:
     return [str(BIN / "celery"), "-A", "workers", *args]
 
 
-def start_worker(celery_proc, env: dict[str, str], *extra: str, name: str = "worker", ready: bool = True):
-    """A real worker (prefork, 2 processes) with the task ledger loaded, started by ``celery_proc``."""
-    proc = celery_proc([*LEDGER_WORKER_ARGS, f"--hostname={name}-{uuid.uuid4().hex[:6]}@%h", *extra], env,
-                       name=name)
+def start_worker(celery_proc, env: dict[str, str], *extra: str, name: str = "worker", ready: bool = True,
+                 include: tuple[str, ...] = ()):
+    """A real worker (prefork, 2 processes) with the task ledger loaded, started by ``celery_proc``.
+
+    ``include``: more modules to load (test tasks); merged into the ledger's ``--include``,
+    because Celery reads only the last one.
+    """
+    args = [f"{arg},{','.join(include)}" if include and arg.startswith("--include=") else arg
+            for arg in LEDGER_WORKER_ARGS]
+    proc = celery_proc([*args, f"--hostname={name}-{uuid.uuid4().hex[:6]}@%h", *extra], env, name=name)
     if ready:
         proc.wait_for("ready.", timeout=60)
     return proc

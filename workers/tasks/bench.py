@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 def run_benchmark(self, sample: int = 50) -> dict:
     """Benchmark ``sample`` restaurants; store the run in DynamoDB; return it without raw samples.
 
-    Not acks_late: a benchmark interrupted by a lost worker is simply not
-    recorded, and re-running it would measure a different moment anyway.
+    Not acks_late: a benchmark interrupted by a lost node is simply not
+    recorded, and re-running it would measure a different moment anyway. (A
+    lost pool process alone re-sends it, like every task: task_retry_on_worker_lost.)
     """
     started = time.perf_counter()
 
