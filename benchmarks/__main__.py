@@ -21,7 +21,7 @@ REPORT = ROOT / "reports" / "benchmarks.json"
 README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 #: Every benchmark, by its --only key.
-ALL = ("hit", "speedup", "warm", "stampede", "feed", "load")
+ALL = ("hit", "speedup", "warm", "stampede", "cold", "feed", "load")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,13 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     if only - set(ALL):
         parser.error(f"unknown benchmark(s): {','.join(sorted(only - set(ALL)))} (choose from {','.join(ALL)})")
 
-    from benchmarks import bench_change_feed, bench_hit_path, bench_speedup, bench_stampede, bench_warm
+    from benchmarks import (
+        bench_change_feed,
+        bench_cold_cache,
+        bench_hit_path,
+        bench_speedup,
+        bench_stampede,
+        bench_warm,
+    )
     from benchmarks.common import Figure, bench_stack, seed
 
     figures = []
     started = time.perf_counter()
     restaurants = 2_000 if args.quick else 10_000
-    if only & {"hit", "speedup", "warm", "stampede", "feed"}:
+    if only & {"hit", "speedup", "warm", "stampede", "cold", "feed"}:
         with bench_stack() as stack:
             print(f"seeding {restaurants} restaurants ...", flush=True)
             names = seed(stack, restaurants=restaurants, reviews_per_restaurant=4)
@@ -50,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                 ("speedup", lambda: bench_speedup.run(stack, names, sample=100 if args.quick else 300)),
                 ("stampede", lambda: bench_stampede.run(stack, names)),
                 ("warm", lambda: bench_warm.run(stack, names, count=restaurants)),
+                # Before "feed": the whole cache lost under a steady load (its own key prefixes);
+                # also writes reports/cold_cache.json and docs/images/cold-cache.png.
+                ("cold", lambda: bench_cold_cache.run(stack, names, quick=args.quick)),
                 # Last: its catch-up with the seeding's stream records invalidates every name.
                 ("feed", lambda: bench_change_feed.run(stack, names, writes=50 if args.quick else 200)),
             ]

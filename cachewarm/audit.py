@@ -12,13 +12,14 @@ attributes and the 5 newest reviews), and invalidates what differs. Its
 ``stale_fraction``, summed over time in the ``audit_checked``/``audit_stale``
 counters, estimates the share of cached summaries that are stale at any moment.
 
-How it rotates: a ``SCAN`` over ``<prefix>:v1:sum:*`` whose cursor is kept in
-Redis between runs (``<prefix>:v1:stats:audit:cursor``), so successive runs
+How it rotates: a ``SCAN`` over ``<prefix>:v2:{*}:sum`` (on a Redis Cluster, over
+each primary in turn) whose position is kept in Redis between runs
+(``<prefix>:v2:stats:{audit}:cursor``), so successive runs
 continue where the last one stopped and one full rotation (a *cycle*, ending in
 the run that reports ``wrapped``) sees every summary that stayed cached
 throughout at least once (SCAN's guarantee; exactly once unless Redis rehashes
 meanwhile). SCAN may hand back more matches than a run needs: the extra keys
-wait in ``<prefix>:v1:stats:audit:pending`` for the next run instead of being
+wait in ``<prefix>:v2:stats:{audit}:pending`` for the next run instead of being
 skipped. A run ends when it has ``sample`` keys, when the cursor comes back to
 0 (the cycle is complete: the next run starts a new one), or after
 :data:`MAX_SCAN_CALLS` SCAN calls, since on an instance shared with the Celery
@@ -42,6 +43,7 @@ from typing import Any
 from cachewarm.cache import CacheAside, CacheEntry, SummarySource
 from cachewarm.errors import InvalidNameError, TransportError
 from cachewarm.model import Summary
+from cachewarm.shards import scan_step
 
 #: Lifetime of the rotation's state (cursor and pending keys), renewed by every run.
 #: Far longer than the schedule (a minute), short enough that a retired audit leaves nothing.
@@ -78,13 +80,17 @@ class AuditReport:
 
 
 def cursor_key(engine: CacheAside) -> str:
-    """Where the rotation's SCAN cursor is kept (decimal text, with a TTL)."""
-    return engine.keys.stats("audit:cursor")
+    """Where the rotation's SCAN position is kept (text, with a TTL; see :func:`cachewarm.shards.scan_step`).
+
+    The cursor and the pending list share the hash tag ``{audit}``: they are saved
+    together in one MULTI/EXEC, which a Redis Cluster allows only within one slot.
+    """
+    return engine.keys.stats("{audit}:cursor")
 
 
 def pending_key(engine: CacheAside) -> str:
     """The list of keys a SCAN returned beyond a run's sample, audited first by the next run."""
-    return engine.keys.stats("audit:pending")
+    return engine.keys.stats("{audit}:pending")
 
 
 def run_audit(
@@ -122,7 +128,7 @@ def run_audit(
     report = AuditReport()
     with _cache_errors():
         keys, state = _next_keys(engine, sample, max_scan_calls, report)
-        values = engine.redis.mget(keys) if keys else []
+        values = _get_all(engine, keys)
         cached: dict[str, CacheEntry | None] = {}
         for key, raw in zip(keys, values, strict=True):
             if raw is None:
@@ -146,24 +152,24 @@ def run_audit(
 # -- the rotation --------------------------------------------------------------------
 def _next_keys(
     engine: CacheAside, sample: int, max_scan_calls: int, report: AuditReport,
-) -> tuple[list[bytes], tuple[int, list[bytes]]]:
+) -> tuple[list[bytes], tuple[str, list[bytes]]]:
     """This run's keys (at most ``sample``, no repeats) and the state to save after it: (cursor, pending)."""
     pipe = engine.redis.pipeline(transaction=False)
     pipe.get(cursor_key(engine))
     pipe.lrange(pending_key(engine), 0, -1)
     raw_cursor, pending = pipe.execute()
-    cursor = _parse_cursor(raw_cursor)
+    cursor = _parse_position(raw_cursor)
     # Cursor 0 with keys pending means the SCAN finished last run and only its
     # leftovers remain: this run drains them and completes the cycle, without
     # starting a new SCAN. Cursor 0 and nothing pending is the start of a cycle.
-    starting = cursor == 0 and not pending
+    starting = cursor == "0" and not pending
     chosen = dict.fromkeys(pending[:sample])
     pending = pending[sample:]
     count = min(max(sample, MIN_SCAN_COUNT), MAX_SCAN_COUNT)
     match = engine.keys.summary_pattern()
     while len(chosen) < sample and report.scan_calls < max_scan_calls and (
-            cursor != 0 or (starting and report.scan_calls == 0)):
-        cursor, batch = engine.redis.scan(cursor, match=match, count=count)
+            cursor != "0" or (starting and report.scan_calls == 0)):
+        cursor, batch = scan_step(engine.redis, cursor, match=match, count=count)
         report.scan_calls += 1
         for key in batch:
             # SCAN may return a key twice (a rehash mid-cycle): audit it once per run.
@@ -173,19 +179,30 @@ def _next_keys(
                 chosen[key] = None
             else:
                 pending.append(key)  # beyond this run's sample: the next run's first keys
-    report.wrapped = cursor == 0 and not pending
+    report.wrapped = cursor == "0" and not pending
     return list(chosen), (cursor, pending)
 
 
-def _parse_cursor(raw: bytes | str | None) -> int:
-    # A missing (expired) or unreadable cursor restarts the rotation: at worst one cycle is repeated.
-    try:
-        return max(0, int(raw)) if raw is not None else 0
-    except ValueError:
-        return 0
+def _parse_position(raw: bytes | str | None) -> str:
+    # A missing (expired) or unreadable position restarts the rotation: at worst one cycle is repeated.
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else (raw or "0")
+    parts = text.split(":")
+    if len(parts) > 2 or not all(part.isdigit() for part in parts):
+        return "0"
+    return text
 
 
-def _save_state(engine: CacheAside, cursor: int, pending: list[bytes]) -> None:
+def _get_all(engine: CacheAside, keys: list[bytes]) -> list[Any]:
+    """The keys' values (a pipeline of GETs: MGET cannot span a cluster's slots)."""
+    if not keys:
+        return []
+    pipe = engine.redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.get(key)
+    return list(pipe.execute())
+
+
+def _save_state(engine: CacheAside, cursor: str, pending: list[bytes]) -> None:
     """Store the cursor and the pending keys together (MULTI/EXEC), both with a TTL."""
     pipe = engine.redis.pipeline(transaction=True)
     pipe.set(cursor_key(engine), cursor, ex=STATE_TTL_SECONDS)

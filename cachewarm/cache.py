@@ -2,8 +2,9 @@
 
 Reads never fail because of the cache. If the cache's Redis is down, slow or
 refuses us, the read goes to DynamoDB within a bounded time (socket timeouts),
-says ``cache="unavailable"``, and the engine skips the cache for a short backoff
-instead of paying the timeout again on every read.
+says ``cache="unavailable"``, and the engine skips the cache (on a Redis Cluster:
+that shard only, :mod:`cachewarm.shards`) for a short backoff instead of paying
+the timeout again on every read.
 
 Correctness under concurrency (see :mod:`cachewarm.scripts`):
 
@@ -26,8 +27,8 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,10 +48,11 @@ from cachewarm.errors import TransportError
 from cachewarm.hotkeys import HotKeys
 from cachewarm.keys import KeySchema
 from cachewarm.leases import LeaseKeeper, read_budget_seconds
-from cachewarm.metrics import RETENTION_SECONDS, Metrics
+from cachewarm.metrics import Metrics
 from cachewarm.model import Summary
-from cachewarm.scripts import ACQUIRE, FILL, INVALIDATE, WARM
+from cachewarm.scripts import ACQUIRE, FILL, INVALIDATE, TAKE_SLOT, WARM
 from cachewarm.settings import Settings
+from cachewarm.shards import Breaker, eval_pipelined
 
 if TYPE_CHECKING:
     import redis
@@ -68,6 +70,9 @@ class SummarySource(Protocol):
 #: A lease waiter's polls: waits of at most 2, 4, 8, 16, then 25 ms, for as long as a live lease exists
 #: (the read budget, not ``retries``, bounds the wait). A fill usually takes one DynamoDB query, a few ms.
 LEASE_POLL = Backoff(retries=0, base=0.001, cap=0.025)
+
+#: The FILL script's outcomes, by the counter each is tallied as.
+FILL_OUTCOMES = {1: "fills", 0: "refused_lease", -1: "refused_floor", -2: "refused_hold"}
 
 __all__ = [
     "HIT",
@@ -109,13 +114,14 @@ class CacheAside:
         self.clock = clock
         self.rand = rand
         self.xfetch_beta = xfetch_beta
-        self._skip_until = 0.0
-        from redis.exceptions import RedisError
+        self.breaker = Breaker(redis_client, settings.cache_backoff)
+        from redis.exceptions import RedisClusterException, RedisError
 
-        # Any Redis failure (transport, auth, OOM, protocol) means "no cache", never "no answer".
-        self._redis_errors = (RedisError, OSError)
-        self._breaker = threading.Lock()
+        # Any Redis failure (transport, auth, OOM, protocol; a cluster with no reachable node, which redis-py
+        # does not raise as a RedisError) means "no cache", never "no answer".
+        self._redis_errors = (RedisError, RedisClusterException, OSError)
         self._acquire = redis_client.register_script(ACQUIRE)
+        self._take_slot = redis_client.register_script(TAKE_SLOT)
         self._fill = redis_client.register_script(FILL)
         self._warm = redis_client.register_script(WARM)
         self._invalidate = redis_client.register_script(INVALIDATE)
@@ -127,7 +133,8 @@ class CacheAside:
         """Read one summary: from the cache on a hit, else from DynamoDB (and fill)."""
         start = time.perf_counter()
         key = self.keys.summary(name)  # also validates the name
-        if time.monotonic() < self._skip_until:
+        shard = self.breaker.shard(key)
+        if self.breaker.open(shard):
             return self._from_db(name, start, UNAVAILABLE)
         try:
             raw = self._get_and_track(key, name)
@@ -140,7 +147,7 @@ class CacheAside:
                 return FetchResult(name, entry.summary, "cache", (time.perf_counter() - start) * 1000.0, HIT)
             return self._miss(name, start)
         except self._redis_errors as exc:
-            self._trip(exc)
+            self.breaker.trip(shard, exc)
             return self._from_db(name, start, UNAVAILABLE)
 
     def invalidate(self, name: str, *, min_version: int | None = None) -> bool:
@@ -151,7 +158,7 @@ class CacheAside:
         Errors propagate: a writer must know when invalidation failed.
         """
         removed = self._invalidate(
-            keys=self._invalidation_keys(name),
+            keys=self.keys.name_keys(name),
             args=["" if min_version is None else int(min_version), self._floor_ttl_ms(), 0],
         )
         self.metrics.incr("invalidations")
@@ -160,78 +167,67 @@ class CacheAside:
     def invalidate_many(
         self, names: Iterable[str], *, hold_off_ms: int = 0, also: Callable[[Pipeline], None] | None = None,
     ) -> int:
-        """Invalidate several names in one round trip (a pipeline of the same atomic script).
+        """Invalidate several names in one round trip per shard (a pipeline of the same atomic script).
 
         No floor is raised (loaded items carry no version). The change feed passes
         ``hold_off_ms``: no fill of these names is stored for that long (the index
         may lag). ``also(pipe)`` queues the caller's bookkeeping on the same round
         trip. Returns how many values were removed; a Redis error propagates.
         """
-        from redis.exceptions import NoScriptError
-
         names = list(dict.fromkeys(names))
         if not names:
             return 0
-        for attempt in range(2):
-            # EVALSHA directly: a Script object in a pipeline costs an extra SCRIPT EXISTS round trip.
-            pipe = self.redis.pipeline(transaction=False)
-            for name in names:
-                pipe.evalsha(self._invalidate.sha, 4, *self._invalidation_keys(name),
-                             "", self._floor_ttl_ms(), int(hold_off_ms))
-            if attempt == 0:  # counted once, even if the scripts must be loaded and sent again
-                self.metrics.queue_incr(pipe, {"invalidations": len(names)})
-                if also is not None:
-                    also(pipe)
-            results = pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in results):
-                break
-            self.redis.script_load(INVALIDATE)  # first use on this server (or after SCRIPT FLUSH)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return sum(int(r) for r in results[: len(names)])
+
+        def bookkeeping(pipe: Pipeline) -> None:
+            self.metrics.queue_incr(pipe, {"invalidations": len(names)})
+            if also is not None:
+                also(pipe)
+
+        calls = [(self.keys.name_keys(name), ["", self._floor_ttl_ms(), int(hold_off_ms)]) for name in names]
+        return sum(int(r) for r in eval_pipelined(self.redis, self._invalidate, calls, bookkeeping))
 
     def store_many(self, summaries: Iterable[tuple[str, Summary | None, float]]) -> int:
-        """Write precomputed summaries ``(name, summary_or_None, fill_seconds)`` in one round trip.
+        """Write precomputed summaries ``(name, summary_or_None, fill_seconds)``: one round trip per shard.
 
-        The fills counter is bumped inside the same script, so this really is one
-        round trip however many entries there are.
-
-        Used by the warmer; an unreachable cache raises TransportError (retryable).
-        Entries older than a writer's floor, or with a fill
-        in flight, are skipped. Returns how many were stored.
+        One WARM call per name (one slot each), pipelined; the process's pending
+        counters ride along. Used by the warmer; an unreachable cache raises
+        TransportError (retryable). Entries older than a writer's floor, or with
+        a fill in flight, are skipped. Returns how many were stored.
         """
-        keys: list[str] = [self.metrics.bucket_key(time.time())]
-        args: list[Any] = [RETENTION_SECONDS]
+        calls = []
         for name, summary, delta in summaries:
             entry, ttl_ms = self._entry(summary, delta)
-            keys += [self.keys.summary(name), self.keys.lease(name), self.keys.floor(name), self.keys.hold(name)]
-            args += [entry.encode(), ttl_ms, entry.version, ""]
-        if len(keys) == 1:
+            calls.append((self.keys.name_keys(name), [entry.encode(), ttl_ms, entry.version]))
+        if not calls:
             return 0
         from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
+        pending = self.metrics.drain()
         try:
-            return int(self._warm(keys=keys, args=args))
+            stored = sum(int(r) for r in eval_pipelined(
+                self.redis, self._warm, calls, lambda pipe: self.metrics.record(pipe, pending, self.clock())))
         except AuthenticationError:
+            self.metrics.restore(pending)
             raise
         except (ConnectionError, TimeoutError, OSError) as exc:
+            self.metrics.restore(pending)
             # The warm's reads are done and cheap to redo: a cache outage is worth a retry.
             raise TransportError(f"cannot reach the cache's Redis: {exc}") from exc
+        self.metrics.tally("fills", stored)
+        return stored
 
     def flush(self) -> None:
-        """Send read tallies still held in memory (at exit, or before ranking hot keys)."""
-        counts = self.hot.drain()
-        if not counts:
+        """Send the read tallies and counters still held in memory (at exit, after a task, before ranking)."""
+        counts, pending = self.hot.drain(), self.metrics.drain()
+        if not counts and not pending:
             return
-        now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
-        self.hot.record(pipe, counts, now)
-        self.metrics.record_reads(pipe, sum(counts.values()), now)
+        self._queue_tallies(pipe, counts, pending)
         try:
             pipe.execute()
         except self._redis_errors:
             self.hot.restore(counts)
+            self.metrics.restore(pending)
 
     def peek(self, name: str) -> Any:
         """The cached entry for ``name`` without tracking or filling, or NO_VALUE."""
@@ -243,63 +239,103 @@ class CacheAside:
         counts = self.hot.note(name)
         if counts is None:
             return self.redis.get(key)
+        if self.breaker.cluster:
+            # The tallies' keys live on other shards: flushing them must not fail (or slow) this read.
+            self.hot.restore(counts)
+            value = self.redis.get(key)
+            self.flush()
+            return value
         # Due to flush: the tallies ride in this read's round trip.
-        now = self.clock()
+        pending = self.metrics.drain()
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(key)
-        self.hot.record(pipe, counts, now)
-        self.metrics.record_reads(pipe, sum(counts.values()), now)
+        self._queue_tallies(pipe, counts, pending)
         try:
             return pipe.execute()[0]
         except BaseException:
             self.hot.restore(counts)
+            self.metrics.restore(pending)
             raise
+
+    def _queue_tallies(self, pipe: Pipeline, counts: Counter[str], pending: Counter[str]) -> None:
+        now = self.clock()
+        if counts:
+            self.hot.record(pipe, counts, now)
+            pending = pending + Counter(reads=sum(counts.values()))
+        self.metrics.record(pipe, pending, now)
 
     def _miss(self, name: str, start: float) -> FetchResult:
         # Waiting is bounded by how long the holder's read can take, not by a guess shorter than it.
         deadline = start + self.read_budget
         token = secrets.token_hex(8)
         polls = 0
-        waited: set[str] = set()
+        keys = [self.keys.summary(name), self.keys.lease(name), self.keys.hold(name)]
         while True:
-            got = self._acquire(
-                keys=[self.keys.summary(name), self.keys.lease(name), self.metrics.bucket_key(time.time()),
-                      self.keys.hold(name), self.keys.fill_slots()],
-                args=[token, self.settings.lease_ms, RETENTION_SECONDS, self.settings.max_fills],
-            )
+            got = self._acquire(keys=keys, args=[token, self.settings.lease_ms])
             if got[0] == 1:
                 entry = CacheEntry.decode(got[1])
                 return self._result(name, entry.summary, "cache", start, WAITED if polls else HIT)
             if got[0] == 2:
-                return self._fill_with_lease(name, token, start, MISS, has_slot=self.settings.max_fills > 0)
+                self.metrics.tally("misses")
+                return self._fill_with_lease(name, token, start, MISS, deadline=deadline)
             if got[0] == 3:  # hold-off after a change-feed invalidation: serve, do not store
+                self.metrics.tally("misses")
+                self.metrics.tally("refused_hold")
                 return self._from_db(name, start, MISS)
-            # Another caller is filling (0), or every fill slot is taken (4): wait rather than read DynamoDB too.
-            reason = "waits" if got[0] == 0 else "fill_slot_waits"
-            if reason not in waited:
-                waited.add(reason)
-                self.metrics.incr(reason)
+            # Another caller is filling: wait for its value rather than read DynamoDB too.
+            if not polls:
+                self.metrics.tally("waits")
             polls += 1
-            now = time.perf_counter()
-            if now >= deadline:
-                self.metrics.incr("wait_timeouts")
+            if not self._pause(polls, deadline):
+                self.metrics.tally("wait_timeouts")
                 return self._from_db(name, start, WAITED)
-            # Jittered, so that the waiters of one hot key do not poll in step; never past the deadline.
-            time.sleep(min(LEASE_POLL.delay(polls, random.random), deadline - now))
+
+    def _pause(self, polls: int, deadline: float) -> bool:
+        """Sleep before poll ``polls``; False once ``deadline`` has passed."""
+        now = time.perf_counter()
+        if now >= deadline:
+            return False
+        # Jittered, so that the waiters of one hot key do not poll in step; never past the deadline.
+        time.sleep(min(LEASE_POLL.delay(polls, random.random), deadline - now))
+        return True
+
+    def _take_fill_slot(self, token: str, deadline: float) -> bool:
+        """Wait for one of the CACHE_MAX_FILLS slots, holding the lease (kept alive meanwhile).
+
+        The name's other readers keep waiting on the lease, so a cold cache sends
+        DynamoDB at most CACHE_MAX_FILLS reads at once. False if no slot came up
+        within the read budget: the read then goes ahead anyway (counted).
+        """
+        polls = 0
+        slots = self.keys.fill_slots()
+        while not self._take_slot(keys=[slots], args=[token, self.settings.lease_ms, self.settings.max_fills]):
+            if not polls:
+                self.metrics.tally("fill_slot_waits")
+            polls += 1
+            if not self._pause(polls, deadline):
+                self.metrics.tally("wait_timeouts")
+                return False
+        return True
 
     def _refresh_early(self, name: str, start: float) -> FetchResult | None:
         token = secrets.token_hex(8)
         lease = self.redis.set(self.keys.lease(name), token, nx=True, px=self.settings.lease_ms)
         if not lease:
             return None  # someone else is refreshing: serve the current value
-        self.metrics.incr("early_refreshes")
-        return self._fill_with_lease(name, token, start, REFRESHED, has_slot=False)
+        self.metrics.tally("early_refreshes")
+        return self._fill_with_lease(name, token, start, REFRESHED)
 
     def _fill_with_lease(self, name: str, token: str, start: float, status: str, *,
-                         has_slot: bool = False) -> FetchResult:
-        self.leases.hold(token, self.keys.lease(name), self.keys.fill_slots(), has_slot=has_slot)
-        t0 = time.perf_counter()
+                         deadline: float | None = None) -> FetchResult:
+        lease = self.keys.lease(name)
+        self.leases.hold(token, lease)
+        has_slot = False
         try:
+            if self.settings.max_fills > 0 and deadline is not None:
+                has_slot = self._take_fill_slot(token, deadline)
+                if has_slot:
+                    self.leases.hold_slot(token, self.keys.fill_slots())
+            t0 = time.perf_counter()
             summary = self.repo.get_summary(name)
         except BaseException:
             self.leases.release(token)  # a waiter takes over now, not when the lease would have lapsed
@@ -308,12 +344,10 @@ class CacheAside:
         self.leases.done(token)
         entry, ttl_ms = self._entry(summary, delta)
         try:
-            # One round trip: the fill, its counters and the slot's release.
-            self._fill(
-                keys=[self.keys.summary(name), self.keys.lease(name), self.keys.floor(name),
-                      self.metrics.bucket_key(time.time()), self.keys.hold(name), self.keys.fill_slots()],
-                args=[token, entry.encode(), ttl_ms, entry.version, int(delta * 1e6), RETENTION_SECONDS],
-            )
+            outcome = int(self._fill(keys=self.keys.name_keys(name),
+                                     args=[token, entry.encode(), ttl_ms, entry.version]))
+            self.metrics.tally(FILL_OUTCOMES[outcome])
+            self.metrics.tally("fill_us", int(delta * 1e6))
         except self._redis_errors as exc:
             # The read itself succeeded; a full or failing cache must not fail it (the slot lapses by itself).
             log.warning("cache fill for %r failed: %s", name, exc)
@@ -332,10 +366,6 @@ class CacheAside:
         )
         return entry, max(1, int(ttl * 1000))
 
-    def _invalidation_keys(self, name: str) -> list[str]:
-        """KEYS of the INVALIDATE script for one name."""
-        return [self.keys.summary(name), self.keys.lease(name), self.keys.floor(name), self.keys.hold(name)]
-
     def _floor_ttl_ms(self) -> int:
         # The floor must outlive any value that could still be filled from an old read.
         return int(self.settings.cache_ttl * (1.0 + self.settings.cache_ttl_jitter) * 1000) + 60_000
@@ -351,10 +381,3 @@ class CacheAside:
             latency_ms=(time.perf_counter() - start) * 1000.0,
             cache=status,
         )
-
-    # -- fail-open circuit breaker ----------------------------------------------
-
-    def _trip(self, exc: BaseException) -> None:
-        with self._breaker:
-            self._skip_until = time.monotonic() + self.settings.cache_backoff
-        log.warning("cache unavailable, reading DynamoDB directly for %.1fs: %s", self.settings.cache_backoff, exc)

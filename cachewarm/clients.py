@@ -145,9 +145,40 @@ def redis_client(url: str, *, timeout: float, retries: int = 1) -> redis.Redis:
     return _cached(("redis", url, timeout, retries), build)
 
 
+def cluster_client(url: str, *, timeout: float) -> redis.Redis:
+    """A redis-py ``RedisCluster`` for ``url``, any node of the cluster (it discovers the others).
+
+    No command retries: a shard that is down fails its commands within one socket
+    timeout, and the engine reads those names from DynamoDB and skips that shard
+    for a while (its breaker is per shard), while the other shards keep serving.
+    redis-py still refreshes its slot map after such an error, so a failover's new
+    primary is found on the next command. Typed as ``redis.Redis``: the engine uses
+    the commands both clients share.
+    """
+
+    def build() -> redis.Redis:
+        from redis.backoff import NoBackoff
+        from redis.cluster import RedisCluster
+        from redis.retry import Retry
+
+        return cast("redis.Redis", RedisCluster.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+            client_name="cachewarm",
+            protocol=REDIS_PROTOCOL,
+        ))
+
+    return _cached(("redis-cluster", url, timeout), build)
+
+
 def cache_redis(settings: Settings | None = None) -> redis.Redis:
-    """The cache's Redis client."""
+    """The cache's Redis client: one node, or a cluster (``CACHE_REDIS_MODE=cluster``)."""
     settings = settings or get_settings()
+    if settings.cache_redis_mode == "cluster":
+        return cluster_client(settings.cache_url, timeout=settings.redis_timeout)
     return redis_client(settings.cache_url, timeout=settings.redis_timeout)
 
 

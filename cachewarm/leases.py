@@ -24,10 +24,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from cachewarm.scripts import RELEASE, RENEW
+from cachewarm.scripts import RELEASE, RENEW, RENEW_SLOT
 from cachewarm.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,9 +56,8 @@ def read_budget_seconds(settings: Settings) -> float:
 @dataclass(slots=True)
 class _Held:
     lease_key: str
-    slots_key: str
-    has_slot: bool
     until: float  # monotonic: renew no longer than the read budget
+    slots_key: str | None = None  # set once the fill holds one of the CACHE_MAX_FILLS slots
 
 
 class LeaseKeeper:
@@ -65,7 +65,8 @@ class LeaseKeeper:
 
     The thread starts when a lease is first held, never at import, and ends when
     none is; it starts again in a forked child (Celery's prefork pool), whose
-    parent's thread did not survive the fork.
+    parent's thread did not survive the fork. A lease and its slot are separate
+    calls: the slots' key lives in another slot of a Redis Cluster.
     """
 
     def __init__(self, redis_client: redis.Redis, *, lease_ms: int, budget_seconds: float):
@@ -74,24 +75,34 @@ class LeaseKeeper:
         self.budget_seconds = budget_seconds
         self.interval = max(0.005, lease_ms / 3000.0)  # three renewals per lifetime: one lost is harmless
         self._renew = redis_client.register_script(RENEW)
+        self._renew_slot = redis_client.register_script(RENEW_SLOT)
         self._release = redis_client.register_script(RELEASE)
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
         self._pid = 0
         self.renewals = 0  # successful renewals, for tests and figures
 
-    def hold(self, token: str, lease_key: str, slots_key: str, *, has_slot: bool) -> None:
-        """Keep ``token``'s lease (and its slot) alive until :meth:`done` or :meth:`release`."""
+    def hold(self, token: str, lease_key: str) -> None:
+        """Keep ``token``'s lease alive until :meth:`done` or :meth:`release`."""
         with self._lock:
-            self._held[token] = _Held(lease_key, slots_key, has_slot, time.monotonic() + self.budget_seconds)
+            self._held[token] = _Held(lease_key, time.monotonic() + self.budget_seconds)
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="cachewarm-lease-keeper", daemon=True).start()
 
-    def done(self, token: str) -> None:
-        """Stop renewing ``token`` (its fill was stored or refused; the FILL script freed the slot)."""
+    def hold_slot(self, token: str, slots_key: str) -> None:
+        """Keep the fill slot ``token`` took alive too (freed by :meth:`done` or :meth:`release`)."""
         with self._lock:
-            self._held.pop(token, None)
+            held = self._held.get(token)
+            if held is not None:
+                held.slots_key = slots_key
+
+    def done(self, token: str) -> None:
+        """The read ended: stop renewing, free the fill slot (the FILL script settles the lease)."""
+        with self._lock:
+            held = self._held.pop(token, None)
+        if held is not None and held.slots_key:
+            self._quietly(self.redis.zrem, held.slots_key, token)
 
     def release(self, token: str) -> None:
         """Stop renewing and free the lease and slot now: the read failed, a waiter should take over."""
@@ -99,10 +110,9 @@ class LeaseKeeper:
             held = self._held.pop(token, None)
         if held is None:
             return
-        try:
-            self._release(keys=[held.lease_key, held.slots_key], args=[token])
-        except Exception as exc:  # the lease lapses by itself within one lifetime
-            log.debug("could not release lease %s: %s", held.lease_key, exc)
+        self._quietly(self._release, keys=[held.lease_key], args=[token])
+        if held.slots_key:
+            self._quietly(self.redis.zrem, held.slots_key, token)
 
     def _run(self) -> None:
         pid = os.getpid()
@@ -115,11 +125,21 @@ class LeaseKeeper:
                 if not self._held:  # idle: end the thread; the next hold() starts another
                     self._pid = 0
                     return
-                due = [(token, held) for token, held in self._held.items() if held.until > now]
-            for token, held in due:
-                try:
-                    self._renew(keys=[held.lease_key, held.slots_key],
-                                args=[token, self.lease_ms, 1 if held.has_slot else 0])
+                due = [(token, held.lease_key, held.slots_key) for token, held in self._held.items()
+                       if held.until > now]
+            for token, lease_key, slots_key in due:
+                # Redis down: the lease lapses, which is what a dead cache means anyway.
+                if self._quietly(self._renew, keys=[lease_key], args=[token, self.lease_ms]):
                     self.renewals += 1
-                except Exception as exc:  # Redis down: the lease lapses, which is what a dead cache means anyway
-                    log.debug("could not renew lease %s: %s", held.lease_key, exc)
+                if slots_key:
+                    self._quietly(self._renew_slot, keys=[slots_key], args=[token, self.lease_ms])
+
+    @staticmethod
+    def _quietly(call: Callable[..., object], *args: Any, **kwargs: Any) -> bool:
+        """Run one best-effort command: a lease or slot we cannot reach lapses by itself within its lifetime."""
+        try:
+            call(*args, **kwargs)
+            return True
+        except Exception as exc:
+            log.debug("lease bookkeeping failed: %s", exc)
+            return False

@@ -1,14 +1,19 @@
 """Cache counters kept in Redis, in per-minute hashes that expire after a day.
 
 Counting must never fail a read, so every write here swallows Redis errors.
-Reads are tallied in memory and flushed on a read's own pipeline (see hotkeys);
-misses, fills and refusals are counted inside the Lua scripts that decide them
-(no extra round trip); waits and invalidations where they happen.
+The read path's counters (reads, misses, fills, refusals, waits) are tallied in
+process memory (:meth:`Metrics.tally`) and flushed on the pipeline of a read
+that is due to flush hot-key counts anyway (see hotkeys), or by
+:meth:`~cachewarm.cache.CacheAside.flush`: no read pays an extra round trip,
+and no Lua script writes a statistics key, so every script touches one slot
+(Redis Cluster). Invalidations are counted where they happen.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from cachewarm.keys import KeySchema
@@ -28,15 +33,37 @@ class Metrics:
     def __init__(self, redis_client: redis.Redis, keys: KeySchema):
         self.redis = redis_client
         self.keys = keys
+        self._pending: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
     def bucket_key(self, now: float) -> str:
         """Hash of counters for the minute containing ``now``."""
         return self.keys.stats(f"m:{int(now // BUCKET_SECONDS)}")
 
-    def record_reads(self, pipe: Pipeline, reads: int, now: float) -> None:
-        """Queue the flush of tallied reads on a read's pipeline."""
+    def tally(self, field: str, amount: int = 1) -> None:
+        """Count in process memory; sent with the next flush (no round trip now)."""
+        if amount:
+            with self._lock:
+                self._pending[field] += amount
+
+    def drain(self) -> Counter[str]:
+        """Take every pending tally (the caller queues it with :meth:`record` or puts it back)."""
+        with self._lock:
+            pending, self._pending = self._pending, Counter()
+        return pending
+
+    def restore(self, pending: Counter[str]) -> None:
+        """Put tallies back after a failed flush, so a Redis blip loses no counts."""
+        with self._lock:
+            self._pending.update(pending)
+
+    def record(self, pipe: Pipeline, counts: Counter[str], now: float) -> None:
+        """Queue the flush of tallied counters on a caller's pipeline."""
+        if not counts:
+            return
         key = self.bucket_key(now)
-        pipe.hincrby(key, "reads", reads)
+        for field, amount in counts.items():
+            pipe.hincrby(key, field, amount)
         pipe.expire(key, RETENTION_SECONDS, nx=True)
 
     def incr(self, field: str, amount: int = 1) -> None:

@@ -31,6 +31,12 @@ def engine(settings: Settings | None = None) -> CacheAside:
     return _engine(os.getpid(), settings or get_settings())
 
 
+def flush() -> None:
+    """Send the counters this process's engine still holds in memory (after a task); builds nothing."""
+    if _engine.cache_info().currsize:
+        engine().flush()
+
+
 def reset() -> None:
     """Forget this process's wiring: settings, clients and engines are rebuilt from the environment on next use.
 

@@ -133,6 +133,12 @@ def _table_name(variable: str, value: str) -> str:
     return value
 
 
+def _redis_mode(variable: str, value: str) -> str:
+    if value not in ("standalone", "cluster"):
+        raise ConfigError(variable, value, "expected standalone or cluster")
+    return value
+
+
 def _key_prefix(variable: str, value: str) -> str:
     if not value.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(variable, value, "use letters, digits, '-' or '_' only")
@@ -217,6 +223,11 @@ class Settings:
     # A separate cache instance, for teams that keep the broker apart from the cache.
     cache_redis_url: str | None = setting(None, "CACHE_REDIS_URL", "a separate Redis for the cache",
                                           check=_redis_url)
+    # "cluster": CACHE_REDIS_URL names any node of a Redis Cluster (ElastiCache cluster
+    # mode, ElastiCache Serverless). The broker (REDIS_URL) stays one node: kombu's
+    # Redis transport cannot use a cluster (celery/kombu#2204).
+    cache_redis_mode: str = setting("standalone", "CACHE_REDIS_MODE", "standalone, or cluster for the cache",
+                                    check=_redis_mode)
     # Kept as given; redis_url reads it (and validates it) only when REDIS_URL is unset.
     redis_hostname: str | None = setting(None, "REDIS_HOSTNAME", "the original demo's host[:port]")
     # botocore's own variable; None means real AWS.
@@ -362,7 +373,11 @@ class Settings:
             value = source.get(variable)
             return value.strip() if value is not None and value.strip() != "" else None
 
-        return cls(**{name: spec.read(lookup) for name, spec in SPECS.items()})
+        settings = cls(**{name: spec.read(lookup) for name, spec in SPECS.items()})
+        if settings.cache_redis_mode == "cluster" and not settings.cache_redis_url:
+            raise ConfigError("CACHE_REDIS_MODE", "cluster", "needs CACHE_REDIS_URL (a node of the cluster); "
+                              "REDIS_URL is the broker, which must be a single node")
+        return settings
 
 
 #: Every setting's spec, by field, in declaration order.

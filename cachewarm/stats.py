@@ -9,16 +9,16 @@ buckets into a temporary key it deletes in the same transaction.
 Where the numbers come from:
 
 * cache counters: :class:`cachewarm.metrics.Metrics`, per-minute hashes under
-  ``<prefix>:v1:stats:m:<minute>`` (kept 25 hours);
+  ``<prefix>:v2:stats:m:<minute>`` (kept 25 hours);
 * consistency: the audit's ``audit_checked``/``audit_stale`` and the change
   feed's ``feed_*`` counters in the same hashes, and the feed's write-to-invalidation
-  lag samples, newest first, in the list ``<prefix>:v1:stats:feed:lag``
+  lag samples, newest first, in the list ``<prefix>:v2:stats:feed:lag``
   (milliseconds as decimal text; the feed trims it and gives it a TTL);
-* key count: ``SCAN MATCH <prefix>:v1:sum:* COUNT 1000`` (never ``KEYS``);
+* key count: ``SCAN MATCH <prefix>:v2:{*}:sum COUNT 1000`` (every primary of a cluster) (never ``KEYS``);
 * memory and evictions: ``INFO memory`` and ``INFO stats`` (server-wide, so
   evictions include any other tenant of the instance). ElastiCache and ACLs may
   refuse ``INFO`` or ``CONFIG``: the fields are then ``None``, never an error;
-* task runs: one hash per task name under ``<prefix>:v1:stats:task:<name>``,
+* task runs: one hash per task name under ``<prefix>:v2:stats:task:<name>``,
   with a TTL (:data:`TASK_RUN_TTL`), plus an index set of the names;
 * beat schedule: celery-redbeat's sorted set ``<redbeat_key_prefix>:schedule``
   (score = next run, epoch seconds) and each entry's hash; before beat has ever
@@ -40,6 +40,7 @@ from cachewarm.keys import KeySchema
 from cachewarm.masking import mask_text
 from cachewarm.metrics import Metrics
 from cachewarm.percentiles import percentile
+from cachewarm.shards import dbsize
 
 if TYPE_CHECKING:
     import redis
@@ -158,16 +159,28 @@ def count_keys(client: redis.Redis, pattern: str, count: int = SCAN_COUNT) -> in
 
 
 def _info(client: redis.Redis, section: str) -> dict[str, Any] | None:
+    """``INFO section``; on a cluster the primaries' counters summed (the first primary's for the rest)."""
     from redis.exceptions import ResponseError
 
+    from cachewarm.shards import info_per_primary
+
     try:
-        return client.info(section)
+        answers = info_per_primary(client, section)
     except ResponseError:  # NOPERM, or INFO renamed/disabled
         return None
+    merged = dict(answers[0])
+    for field in ("used_memory", "maxmemory", "evicted_keys", "expired_keys"):
+        values = [answer.get(field) for answer in answers]
+        if all(isinstance(value, int) for value in values):
+            merged[field] = sum(values)
+    if len(answers) > 1:
+        merged["used_memory_human"] = f"{merged.get('used_memory', 0) / 1048576:.2f}M"
+        merged["shards"] = len(answers)
+    return merged
 
 
 def memory(client: redis.Redis) -> dict[str, Any]:
-    """Memory, limit, eviction policy and evictions; ``None`` where the server refuses to say."""
+    """Memory, limit, eviction policy and evictions (summed over a cluster's primaries); ``None`` where refused."""
     mem = _info(client, "memory") or {}
     stats = _info(client, "stats") or {}
     policy = mem.get("maxmemory_policy")
@@ -183,6 +196,7 @@ def memory(client: redis.Redis) -> dict[str, Any]:
         "evicted_keys": stats.get("evicted_keys"),
         "expired_keys": stats.get("expired_keys"),
         "eviction_warning": eviction_warning(policy),
+        "shards": mem.get("shards", 1),
     }
 
 
@@ -340,7 +354,7 @@ def collect(
     }
     report["keys"] = section("keys", lambda: {
         "summaries": count_keys(cache, keys.summary_pattern()),
-        "db_keys": cache.dbsize(),
+        "db_keys": dbsize(cache),
     })
     report["memory"] = section("memory", lambda: memory(cache))
     report["hot_keys"] = section(

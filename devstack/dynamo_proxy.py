@@ -8,7 +8,9 @@ throttling errors or trimmed ``UnprocessedItems`` a given number of times, or
 follow a script of such answers request by request (``Faults.script``). With
 ``Faults.lagging_index`` it plays an eventually consistent index: a Query is
 answered with what the same Query returned before the lag began (dynalite's
-index is synchronous, AWS's GSIs are not).
+index is synchronous, AWS's GSIs are not). It also tracks the requests in
+flight per operation, the most at once (``peak_in_flight``, ``take_peak``) and
+the time they spent (``busy_seconds``): what a cap on concurrent reads is judged by.
 """
 
 from __future__ import annotations
@@ -44,9 +46,16 @@ class Faults:
 
 
 class DynamoProxy:
-    """Run with ``with DynamoProxy(upstream) as proxy: proxy.url``."""
+    """Run with ``with DynamoProxy(upstream) as proxy: proxy.url``.
 
-    def __init__(self, upstream: str):
+    ``nodelay=True`` answers without Nagle's algorithm. The handler writes the
+    headers and the body of a response separately, so with Nagle the body waits
+    for the client's delayed ACK of the headers: about 40 ms on every response,
+    more than a benchmark's injected delay. Off by default: the tests that use
+    the proxy were written (and their timings checked) with it as it was.
+    """
+
+    def __init__(self, upstream: str, *, nodelay: bool = False):
         parts = urlsplit(upstream)
         self.upstream_host, self.upstream_port = parts.hostname, parts.port
         self.faults = Faults()
@@ -58,10 +67,18 @@ class DynamoProxy:
         # Query request body -> the last answer it got while the index was not lagging.
         self.query_snapshots: dict[bytes, tuple[int, list, bytes]] = {}
         self.lagged_queries = 0
+        # operation -> requests arrived and not answered yet (delay and hold included), and the most at once:
+        # the concurrency DynamoDB would see, which counts alone cannot show.
+        self.in_flight: collections.Counter[str] = collections.Counter()
+        self.peak_in_flight: collections.Counter[str] = collections.Counter()
+        self._window_peak: collections.Counter[str] = collections.Counter()
+        # operation -> seconds its requests spent in the proxy, summed (with counts: the mean latency)
+        self.busy_seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = nodelay  # StreamRequestHandler sets TCP_NODELAY on the connection
 
             def log_message(self, *args):  # quiet
                 pass
@@ -108,7 +125,29 @@ class DynamoProxy:
         payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"})
         return 400, [("Content-Type", "application/x-amz-json-1.0")], payload.encode()
 
+    def take_peak(self, operation: str) -> int:
+        """The most ``operation`` requests in flight at once since the last call (a sampler's window)."""
+        with self.lock:
+            peak = self._window_peak[operation]
+            # The next window starts with what is in flight now, not at zero.
+            self._window_peak[operation] = self.in_flight[operation]
+            return peak
+
     def _handle(self, operation: str, headers: dict, body: bytes) -> tuple[int, list, bytes]:
+        with self.lock:
+            self.in_flight[operation] += 1
+            count = self.in_flight[operation]
+            self.peak_in_flight[operation] = max(self.peak_in_flight[operation], count)
+            self._window_peak[operation] = max(self._window_peak[operation], count)
+        began = time.monotonic()
+        try:
+            return self._answer(operation, headers, body)
+        finally:
+            with self.lock:
+                self.in_flight[operation] -= 1
+                self.busy_seconds[operation] += time.monotonic() - began
+
+    def _answer(self, operation: str, headers: dict, body: bytes) -> tuple[int, list, bytes]:
         with self.lock:
             self.counts[operation] += 1
             scripted = self.faults.script.get(operation)

@@ -5,7 +5,9 @@ runs through :class:`devstack.localstack.LocalStack` instead). Both servers list
 on free loopback ports, never the machine's shared Redis on 6379, and stop when
 the block ends. The Redis-protocol server is redis-server or Valkey (``engine``,
 see :data:`devstack.localstack.ENGINES`); :class:`PrivateStacks` holds one stack per
-engine over a single dynalite, for a test session that runs tests on both.
+engine over a single dynalite, for a test session that runs tests on both, and a
+"cluster" stack: the default engine's server as the broker, the cache on a local
+3-primary Redis Cluster (:mod:`devstack.redis_cluster`, ``CACHE_REDIS_MODE=cluster``).
 :meth:`PrivateStack.environ` gives one user of the stack its own
 table, key prefix and Redis database, in an environment scrubbed of every
 variable the settings read, so nothing from the caller's shell leaks in.
@@ -24,6 +26,10 @@ from pathlib import Path
 from cachewarm import reset
 from cachewarm.settings import ENV_VARS
 from devstack.localstack import DEFAULT_ENGINE, ENGINES, Service, StackError, start_dynalite, start_redis
+from devstack.redis_cluster import LocalCluster
+
+#: The stack whose cache is a Redis Cluster (its broker is the default engine's server).
+CLUSTER = "cluster"
 
 #: Read by the settings, botocore or Flower: never inherited from the caller's environment.
 SCRUBBED = frozenset({*ENV_VARS.values(), "AWS_DEFAULT_REGION", "AWS_PROFILE", "FLOWER_BASIC_AUTH"})
@@ -44,8 +50,10 @@ class PrivateStack:
     redis: Service
     dynalite: Service
     workdir: Path
-    #: Which server ``redis`` is: "redis" (redis-server) or "valkey".
+    #: Which server ``redis`` is: "redis" (redis-server) or "valkey"; "cluster" when the cache is ``cache_cluster``.
     engine: str = DEFAULT_ENGINE
+    #: The cache's Redis Cluster, when the cache is not ``redis`` (the broker's server).
+    cache_cluster: LocalCluster | None = None
 
     def environ(
         self, *, table_name: str, key_prefix: str, db: int = 0, base: Mapping[str, str] | None = None,
@@ -65,6 +73,8 @@ class PrivateStack:
             TABLE_NAME=table_name,
             CACHE_KEY_PREFIX=key_prefix,
         )
+        if self.cache_cluster is not None:  # one database only on a cluster; the key prefix isolates users
+            env.update(CACHE_REDIS_URL=self.cache_cluster.url, CACHE_REDIS_MODE="cluster")
         return env
 
     def stop(self) -> None:
@@ -120,15 +130,25 @@ class PrivateStacks:
         self._stacks: dict[str, PrivateStack] = {}
 
     def get(self, engine: str = DEFAULT_ENGINE) -> PrivateStack:
-        """The stack of ``engine`` (one of :data:`~devstack.localstack.ENGINES`), started if need be."""
+        """The stack of ``engine`` (one of :data:`~devstack.localstack.ENGINES`, or ``"cluster"``), started once."""
+        if engine == CLUSTER:
+            return self._cluster_stack()
         if engine not in ENGINES:
-            raise StackError(f"unknown Redis engine {engine!r}: one of {', '.join(ENGINES)}")
+            raise StackError(f"unknown Redis engine {engine!r}: one of {', '.join(ENGINES)}, {CLUSTER}")
         stack = self._stacks.get(engine)
         if stack is None:
             if self._dynalite is None:
                 self._dynalite = start_dynalite(self.workdir / "dynalite", persist=False)
             server = start_redis(self.workdir / engine, engine=engine)
             stack = self._stacks[engine] = PrivateStack(server, self._dynalite, self.workdir, engine)
+        return stack
+
+    def _cluster_stack(self) -> PrivateStack:
+        stack = self._stacks.get(CLUSTER)
+        if stack is None:
+            broker = self.get(DEFAULT_ENGINE)
+            cluster = LocalCluster(self.workdir / CLUSTER).start()
+            stack = self._stacks[CLUSTER] = PrivateStack(broker.redis, broker.dynalite, self.workdir, CLUSTER, cluster)
         return stack
 
     @property
@@ -140,7 +160,11 @@ class PrivateStacks:
         """Stop every server: the Redis-protocol ones newest first, then dynalite."""
         try:
             while self._stacks:
-                self._stacks.popitem()[1].redis.stop()
+                stack = self._stacks.popitem()[1]
+                if stack.cache_cluster is not None:
+                    stack.cache_cluster.stop()  # its broker is another stack's server, stopped with that one
+                else:
+                    stack.redis.stop()
         finally:
             if self._dynalite is not None:
                 self._dynalite.stop()

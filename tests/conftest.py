@@ -9,9 +9,12 @@ Helpers that tests import live in ``tests/support/``.
 Engines: the tests marked ``engine_matrix`` (the broker and cache behaviour) run once
 on redis-server (Debian's 7.0) and once on Valkey 8.1 (production's engine), ids
 ``[redis]`` and ``[valkey]``, on two servers sharing the session's dynalite; the rest
-run on redis-server. ``--engine valkey`` (or ``redis``) puts every test's stack on that
-one engine. Servers a test starts for itself (``start_redis``, ``RedisProc``: the fault
-tests' servers that are killed, paused and restarted) are redis-server either way.
+run on redis-server. Tests marked ``topology_matrix`` (the cache's behaviour) run once
+more, id ``[cluster]``, with the cache on a local 3-primary Redis Cluster
+(``CACHE_REDIS_MODE=cluster``) and the broker on redis-server. ``--engine valkey`` (or
+``redis``) puts every test's stack on that one engine. Servers a test starts for itself
+(``start_redis``, ``RedisProc``: the fault tests' servers that are killed, paused and
+restarted) are redis-server either way.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import redis
 
 from cachewarm import service, settings
 from devstack.localstack import DEFAULT_ENGINE, ENGINES, Service, server_version
-from devstack.private import PrivateStack, PrivateStacks, use_environ
+from devstack.private import CLUSTER, PrivateStack, PrivateStacks, use_environ
 from tests.support.celery_procs import CeleryProcess, celery_argv
 from tests.support.cli import run_cli
 
@@ -53,8 +56,12 @@ def pytest_generate_tests(metafunc):
     choice = metafunc.config.getoption("--engine")
     if choice != "both":
         metafunc.parametrize("engine", [choice], indirect=True)
-    elif metafunc.definition.get_closest_marker("engine_matrix"):
-        metafunc.parametrize("engine", ENGINES, indirect=True)
+        return
+    stacks = list(ENGINES) if metafunc.definition.get_closest_marker("engine_matrix") else []
+    if metafunc.definition.get_closest_marker("topology_matrix"):
+        stacks = [*(stacks or [DEFAULT_ENGINE]), CLUSTER]
+    if stacks:
+        metafunc.parametrize("engine", stacks, indirect=True)
 
 
 def pytest_report_header(config):

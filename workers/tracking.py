@@ -87,6 +87,17 @@ def record_run(task_id: str | None = None, task: object = None, retval: object =
     _store(task, task_id, state=state or ("FAILURE" if failed else "SUCCESS"),
            runtime=None if started is None else time.monotonic() - started,
            result=None if failed else retval, error=retval if failed else None)  # type: ignore[arg-type]
+    _flush_counters()
+
+
+def _flush_counters() -> None:
+    """Send the cache counters the task tallied in memory (fills of a warm, say): a pool process may idle long."""
+    try:
+        from cachewarm import service
+
+        service.flush()
+    except Exception as exc:  # bookkeeping must never fail a task
+        log.debug("could not flush the cache counters: %s", exc)
 
 
 @task_failure.connect

@@ -10,13 +10,13 @@ This module is plain Python (no CDK import) so that the integration test can imp
   the old AUTH-token way) can do nothing.
 * the **broker** user (``REDIS_URL`` of the worker, beat, Flower and one-off ``cachewarm`` tasks):
   Celery, kombu, redbeat and Flower use many key names (queues, ``_kombu.binding.*``, ``unacked*``,
-  ``celery-task-meta-*``, redbeat's ``cw:redbeat*``, the load-progress hashes ``cw:v1:load:*``) and the
+  ``celery-task-meta-*``, redbeat's ``cw:redbeat*``, the load-progress hashes ``cw:v2:load:*``) and the
   pidbox/event channels, so it gets every key and channel and every command except the ``@dangerous``
   category (FLUSH*, KEYS, CONFIG, DEBUG, SHUTDOWN, MIGRATE, ACL...), plus ``INFO`` (read-only server
   statistics). The broker may read cache entries: the isolation this design enforces is the other way.
 * the **cache** user (``CACHE_REDIS_URL`` of the same containers, and the change-capture function):
-  only the cache's keys, ``~cw:v1:*`` (:class:`cachewarm.keys.KeySchema`'s root: redbeat keeps its
-  schedule and lock under ``cw:redbeat:``, outside it) and ``~cw-bench:v1:*`` (the benchmark task's own
+  only the cache's keys, ``~cw:v2:*`` (:class:`cachewarm.keys.KeySchema`'s root: redbeat keeps its
+  schedule and lock under ``cw:redbeat:``, outside it) and ``~cw-bench:v2:*`` (the benchmark task's own
   namespace, ``cachewarm.benchmark``), and only the commands the core issues (``cachewarm/``:
   the cache-aside engine and its Lua scripts, hot keys, metrics, invalidation, the audit, ``stats``). It
   cannot touch a queue, redbeat's lock or a task result, subscribe or publish, or run anything
@@ -28,6 +28,12 @@ This module is plain Python (no CDK import) so that the integration test can imp
 so that the server's client list names the library (Redis OSS 7.0/7.1 has no such command). ``INFO`` is in
 ``@dangerous`` on Redis 7 and Valkey 8 and is granted explicitly: ``cachewarm stats`` reads its memory and
 eviction figures (and tolerates a refusal).
+
+**Scaled-out caches** (``cacheMode=serverless|cluster``, :mod:`cachewarm_infra.scaled_cache`): the cache lives on
+a Redis Cluster (ElastiCache Serverless, or a cluster-mode-enabled replication group) and the broker on its own
+node group. The cache user then talks the cluster protocol (redis-py's ``RedisCluster``): it also needs
+:data:`CLUSTER_CACHE_COMMANDS` and drops ``SELECT`` (a cluster has database 0 only). Each group gets only the
+users that connect to it: :data:`BROKER_GROUP` on the broker's node group, :data:`CACHE_GROUP` on the cache.
 """
 
 from __future__ import annotations
@@ -109,6 +115,13 @@ CACHE_COMMANDS = (
 #: command; Redis OSS 7.0/7.1 does not, and an access string naming an unknown command is rejected.
 VALKEY_ONLY_CACHE_COMMANDS = ("client|setinfo",)
 
+#: What redis-py's RedisCluster (8.x) sends besides the data commands: CLUSTER SLOTS to learn the slot map (at
+#: start and after a MOVED reply), ASKING before a command redirected by ASK while a slot migrates (online
+#: resharding), and READONLY on connections to replicas when reads from replicas are enabled.
+CLUSTER_CACHE_COMMANDS = ("cluster|slots", "asking", "readonly")
+#: Standalone-only: a cluster has database 0 only, and ElastiCache Serverless refuses SELECT altogether.
+STANDALONE_ONLY_CACHE_COMMANDS = ("select",)
+
 ENGINES = ("valkey", "redis")
 
 
@@ -123,11 +136,16 @@ def cache_key_patterns(prefix: str = DEFAULT_KEY_PREFIX) -> tuple[str, ...]:
     return tuple(f"{KeySchema(prefix=p).root}*" for p in (prefix, f"{prefix}-bench"))
 
 
-def cache_access(prefix: str = DEFAULT_KEY_PREFIX, engine: str = "valkey") -> str:
-    """The cache user's access string for the key prefix ``prefix`` (``CACHE_KEY_PREFIX``) on ``engine``."""
+def cache_access(prefix: str = DEFAULT_KEY_PREFIX, engine: str = "valkey", *, cluster: bool = False) -> str:
+    """The cache user's access string for the key prefix ``prefix`` (``CACHE_KEY_PREFIX``) on ``engine``.
+
+    ``cluster=True`` is the string for a cache on a Redis Cluster (``CACHE_REDIS_MODE=cluster``).
+    """
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
     commands = CACHE_COMMANDS + (VALKEY_ONLY_CACHE_COMMANDS if engine == "valkey" else ())
+    if cluster:
+        commands = tuple(c for c in commands if c not in STANDALONE_ONLY_CACHE_COMMANDS) + CLUSTER_CACHE_COMMANDS
     patterns = [f"~{pattern}" for pattern in cache_key_patterns(prefix)]
     return " ".join(["on", *patterns, "-@all", *(f"+{command}" for command in commands)])
 
@@ -146,11 +164,19 @@ class AclUser:
     role: str
 
 
-def users(prefix: str = DEFAULT_KEY_PREFIX, engine: str = "valkey") -> tuple[AclUser, ...]:
-    """The user group's members on ``engine`` (valkey or redis), ``default`` first."""
+def users(prefix: str = DEFAULT_KEY_PREFIX, engine: str = "valkey", *, cluster: bool = False) -> tuple[AclUser, ...]:
+    """Every user on ``engine`` (valkey or redis), ``default`` first; ``cluster``: the cache is a Redis Cluster."""
     return (
         AclUser(DEFAULT_USER, DEFAULT_ACCESS, "Default"),
         AclUser(BROKER_USER, BROKER_ACCESS, "Broker"),
-        AclUser(CACHE_USER, cache_access(prefix, engine), "Cache"),
+        AclUser(CACHE_USER, cache_access(prefix, engine, cluster=cluster), "Cache"),
         AclUser(METRICS_USER, METRICS_ACCESS, "Metrics"),
     )
+
+
+#: Who joins which user group. One instance for broker and cache (``cacheMode=node``): everyone. Split
+#: (``serverless``, ``cluster``): the broker's node group admits the broker and the metrics user (queue depth),
+#: the cache admits only the cache user; ``default`` (off, required by ElastiCache) is in both.
+SHARED_GROUP = (DEFAULT_USER, BROKER_USER, CACHE_USER, METRICS_USER)
+BROKER_GROUP = (DEFAULT_USER, BROKER_USER, METRICS_USER)
+CACHE_GROUP = (DEFAULT_USER, CACHE_USER)

@@ -1,9 +1,15 @@
-"""ElastiCache (Valkey by default, or Redis OSS): the Celery broker and the summary cache in one instance."""
+"""ElastiCache (Valkey by default, or Redis OSS): the Celery broker and the summary cache in one instance.
+
+With ``cacheMode=serverless|cluster`` the same construct is the broker alone, and the cache is a
+:class:`cachewarm_infra.scaled_cache.ScaledCache` whose user group reuses this construct's users (all users
+live here in every mode, so switching modes keeps their ids and passwords).
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 
 from aws_cdk import Fn, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
@@ -67,7 +73,14 @@ class RedisCache(Construct):
         port: int = DEFAULT_REDIS_PORT,
         replicas: int = 1,
         key_prefix: str = acl.DEFAULT_KEY_PREFIX,
+        members: Collection[str] = acl.SHARED_GROUP,
+        cluster_cache_user: bool = False,
+        snapshot_retention_days: int = 3,
     ) -> None:
+        """``members``: the users in this group (all of them when it is broker and cache at once, else
+        :data:`~cachewarm_infra.acl.BROKER_GROUP`); ``cluster_cache_user``: the cache is a Redis Cluster
+        elsewhere, so the cache user gets the cluster protocol's commands (:func:`cachewarm_infra.acl.cache_access`).
+        """
         super().__init__(scope, construct_id)
         if engine not in acl.ENGINES:
             raise ValueError(f"engine {engine!r}: expected one of {', '.join(acl.ENGINES)}")
@@ -77,6 +90,10 @@ class RedisCache(Construct):
         #: The RBAC users' secrets by user name (production mode only).
         self.user_secrets: dict[str, secretsmanager.Secret] = {}
         self.user_group: elasticache.CfnUserGroup | None = None
+        #: The ElastiCache users by user name (production mode only); a scaled-out cache groups some of them.
+        self.users: dict[str, elasticache.CfnUser] = {}
+        shared = set(members) >= set(acl.SHARED_GROUP)
+        role = "broker and cache" if shared else "broker"
 
         self.security_group = ec2.SecurityGroup(
             self,
@@ -97,7 +114,11 @@ class RedisCache(Construct):
             self,
             "ParameterGroup",
             cache_parameter_group_family=parameter_group_family(engine, engine_version),
-            description=f"cachewarm: broker and cache in one instance, so maxmemory-policy {MAXMEMORY_POLICY}",
+            description=(
+                f"cachewarm: broker and cache in one instance, so maxmemory-policy {MAXMEMORY_POLICY}"
+                if shared
+                else f"cachewarm broker: maxmemory-policy {MAXMEMORY_POLICY} never evicts queues (no TTL)"
+            ),
             properties={"maxmemory-policy": MAXMEMORY_POLICY},
         )
 
@@ -118,11 +139,11 @@ class RedisCache(Construct):
             if port == DEFAULT_REDIS_PORT and engine == "redis":
                 acknowledge(self.cluster, "AwsSolutions-AEC5", _DEFAULT_PORT_REASON)
         else:
-            self.user_group = self._users(engine, key_prefix)
+            self.user_group = self._users(engine, key_prefix, members, cluster_cache_user)
             self.replication_group = elasticache.CfnReplicationGroup(
                 self,
                 "ReplicationGroup",
-                replication_group_description="cachewarm broker and cache",
+                replication_group_description=f"cachewarm {role}",
                 engine=engine,
                 engine_version=engine_version,
                 cache_node_type=node_type,
@@ -139,7 +160,7 @@ class RedisCache(Construct):
                 cache_subnet_group_name=self.subnet_group.ref,
                 cache_parameter_group_name=self.parameter_group.ref,
                 security_group_ids=[self.security_group.security_group_id],
-                snapshot_retention_limit=3,
+                snapshot_retention_limit=snapshot_retention_days,
                 auto_minor_version_upgrade=True,
             )
             self.host = self.replication_group.attr_primary_end_point_address
@@ -155,11 +176,10 @@ class RedisCache(Construct):
 
     # --- RBAC ---------------------------------------------------------------------------------------
 
-    def _users(self, engine: str, key_prefix: str) -> elasticache.CfnUserGroup:
-        """One user per :func:`cachewarm_infra.acl.users` entry, a generated password each, in one group."""
-        base = _resource_id(Stack.of(self).stack_name)
-        users = []
-        for user in acl.users(key_prefix, engine):
+    def _users(self, engine: str, key_prefix: str, members: Collection[str], cluster: bool) -> elasticache.CfnUserGroup:
+        """One user per :func:`cachewarm_infra.acl.users` entry, a generated password each; ``members`` in the group."""
+        base = resource_id(Stack.of(self).stack_name)
+        for user in acl.users(key_prefix, engine, cluster=cluster):
             secret = secretsmanager.Secret(
                 self,
                 f"{user.role}UserSecret",
@@ -186,24 +206,22 @@ class RedisCache(Construct):
                 f"the roles the stack grants may read it, in this account only. {AWS_MANAGED_KEYS}",
             )
             self.user_secrets[user.name] = secret
-            users.append(
-                elasticache.CfnUser(
-                    self,
-                    f"{user.role}User",
-                    engine=engine,
-                    user_id=f"{base}-{user.role.lower()}",
-                    user_name=user.name,
-                    access_string=user.access,
-                    # A CloudFormation dynamic reference: the password never appears in the template.
-                    passwords=[secret.secret_value_from_json("password").unsafe_unwrap()],
-                )
+            self.users[user.name] = elasticache.CfnUser(
+                self,
+                f"{user.role}User",
+                engine=engine,
+                user_id=f"{base}-{user.role.lower()}",
+                user_name=user.name,
+                access_string=user.access,
+                # A CloudFormation dynamic reference: the password never appears in the template.
+                passwords=[secret.secret_value_from_json("password").unsafe_unwrap()],
             )
         return elasticache.CfnUserGroup(
             self,
             "UserGroup",
             engine=engine,
             user_group_id=f"{base}-users",
-            user_ids=[user.ref for user in users],
+            user_ids=[user.ref for name, user in self.users.items() if name in members],
         )
 
     def _secret(self, name: str) -> secretsmanager.ISecret | None:
@@ -241,7 +259,7 @@ class RedisCache(Construct):
         self.security_group.add_ingress_rule(peer, ec2.Port.tcp(self.port), description)
 
 
-def _resource_id(stack_name: str) -> str:
+def resource_id(stack_name: str) -> str:
     """A prefix for ElastiCache user and user group ids, which are unique per account and region.
 
     Ids start with a letter and hold lowercase letters, digits and single hyphens (40 characters at most:

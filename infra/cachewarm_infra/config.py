@@ -76,6 +76,29 @@ _ENGINE_VERSION_RE = {
 }
 
 
+class CacheMode(Enum):
+    """Where the cache lives. ``node``: one node-based replication group is broker and cache (the default).
+    ``serverless`` / ``cluster``: the cache on ElastiCache Serverless for Valkey / a cluster-mode-enabled
+    replication group (the app's ``CACHE_REDIS_MODE=cluster``), the broker on its own small node group
+    (Celery's broker cannot live on a Redis Cluster: kombu issue #2204)."""
+
+    NODE = "node"
+    SERVERLESS = "serverless"
+    CLUSTER = "cluster"
+
+    @property
+    def split(self) -> bool:
+        """Broker and cache on separate ElastiCache resources."""
+        return self is not CacheMode.NODE
+
+
+#: ElastiCache Serverless usage limits (CacheUsageLimits maxima) and cluster shard counts ElastiCache accepts.
+MAX_SERVERLESS_ECPU_PER_SECOND = 15_000_000
+MIN_SERVERLESS_ECPU_PER_SECOND = 1000
+MAX_SERVERLESS_STORAGE_GB = 5000
+MAX_CACHE_SHARDS = 500
+
+
 class Mode(Enum):
     """Deployment shape. ``demo`` reproduces the original single-node cluster."""
 
@@ -98,7 +121,16 @@ CONTEXT_KEYS: dict[str, str] = {
     "cacheEngine": "valkey (default) or redis (Redis OSS); demo mode defaults to redis, the original design",
     "cacheEngineVersion": "engine version: valkey 7.2, 8.0 (default) or 8.x; redis 6.2 or 7.x (default 7.1)",
     "redisEngineVersion": "deprecated: the same as cacheEngine=redis with cacheEngineVersion",
-    "replicasPerShard": "read replicas in production mode (default 1, at least 1 for failover)",
+    "replicasPerShard": "read replicas in production mode (default 1, at least 1 for failover); per shard with "
+    "cacheMode=cluster",
+    "cacheMode": "node (default: one replication group for broker and cache), serverless (cache on ElastiCache "
+    "Serverless for Valkey) or cluster (cache on a cluster-mode-enabled replication group)",
+    "cacheShards": "shards (node groups) of the cache with cacheMode=cluster (default 2)",
+    "brokerNodeType": "node type of the broker's own replication group with cacheMode=serverless|cluster "
+    "(default cache.t4g.small)",
+    "serverlessMaxEcpuPerSecond": "ECPU/s ceiling of the serverless cache (default 50000)",
+    "serverlessMaxStorageGb": "data storage ceiling of the serverless cache in GB (default 10)",
+    "cacheSnapshotRetentionDays": "days of automatic snapshots kept for each cache and broker (default 3; 0 = none)",
     "tableName": f"DynamoDB table name, {_TABLE.env} for the workers (default {_TABLE.default})",
     "removalPolicy": "retain or destroy, for the table (default retain; demo destroy)",
     "workerMinCount": "minimum worker tasks (default 1)",
@@ -143,6 +175,12 @@ class InfraConfig:
     cache_engine: CacheEngine = CacheEngine.VALKEY
     cache_engine_version: str = "8.0"
     replicas_per_shard: int = 1
+    cache_mode: CacheMode = CacheMode.NODE
+    cache_shards: int = 2
+    broker_node_type: str = "cache.t4g.small"
+    serverless_max_ecpu_per_second: int = 50_000
+    serverless_max_storage_gb: int = 10
+    snapshot_retention_days: int = 3
     # Table.
     table_name: str = _TABLE.default
     removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
@@ -239,6 +277,7 @@ class InfraConfig:
             raise ConfigError("workerMaxCount", worker_max, "must be at least workerMinCount and 1")
 
         cache_engine, engine_version = _cache_engine(text, demo)
+        cache_mode = _cache_mode(text, demo, cache_engine)
 
         cache_ttl = integer("cacheTtlSeconds", _TTL.default, int(_TTL.minimum), MAX_CACHE_TTL_SECONDS)
         # A record may be dropped only once every summary it could have made stale has expired. With
@@ -285,6 +324,14 @@ class InfraConfig:
             cache_engine=cache_engine,
             cache_engine_version=engine_version,
             replicas_per_shard=integer("replicasPerShard", 1, 1, 5),
+            cache_mode=cache_mode,
+            cache_shards=integer("cacheShards", 2, 1, MAX_CACHE_SHARDS),
+            broker_node_type=text("brokerNodeType") or "cache.t4g.small",
+            serverless_max_ecpu_per_second=integer(
+                "serverlessMaxEcpuPerSecond", 50_000, MIN_SERVERLESS_ECPU_PER_SECOND, MAX_SERVERLESS_ECPU_PER_SECOND
+            ),
+            serverless_max_storage_gb=integer("serverlessMaxStorageGb", 10, 1, MAX_SERVERLESS_STORAGE_GB),
+            snapshot_retention_days=integer("cacheSnapshotRetentionDays", 3, 0, 35),
             table_name=app_setting("tableName", "table_name", text("tableName")),
             removal_policy=policies[removal],
             worker_min_count=worker_min,
@@ -331,3 +378,20 @@ def _cache_engine(text: Callable[[str], str | None], demo: bool) -> tuple[CacheE
     if not pattern.match(version):
         raise ConfigError(key, version, f"expected {expected} (cacheEngine={engine.value})")
     return engine, version
+
+
+def _cache_mode(text: Callable[[str], str | None], demo: bool, engine: CacheEngine) -> CacheMode:
+    """``cacheMode``: node (default), serverless or cluster; the scaled-out modes need production mode."""
+    raw = (text("cacheMode") or "node").lower()
+    try:
+        mode = CacheMode(raw)
+    except ValueError:
+        raise ConfigError("cacheMode", raw, "expected node, serverless or cluster") from None
+    if mode.split and demo:
+        # Demo mode is the original design's single node without TLS or users; a Redis Cluster client
+        # and the split broker/cache users need production mode's TLS and RBAC.
+        raise ConfigError("cacheMode", raw, "needs mode=production (TLS and RBAC users); demo mode is one node")
+    if mode is CacheMode.SERVERLESS and engine is not CacheEngine.VALKEY:
+        reason = "the serverless cache is ElastiCache Serverless for Valkey; drop cacheEngine=redis"
+        raise ConfigError("cacheMode", raw, reason)
+    return mode

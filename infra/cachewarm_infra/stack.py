@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cachewarm.settings import ENV_VARS, SPECS
-from cachewarm_infra.cache import RedisCache
+from cachewarm_infra.caches import build_caches
 from cachewarm_infra.change_capture import ChangeCapture
 from cachewarm_infra.config import InfraConfig
 from cachewarm_infra.nag import acknowledge
@@ -82,7 +82,11 @@ def _retention(days: int) -> logs.RetentionDays:
 
 
 class CachewarmStack(Stack):
-    """Redis (ElastiCache), the ``Restaurants`` table and the Celery services, wired together."""
+    """Redis (ElastiCache), the ``Restaurants`` table and the Celery services, wired together.
+
+    ``self.cache`` is the broker's replication group (in ``cacheMode=node`` also the cache); ``self.caches``
+    knows the cache of every mode (:mod:`cachewarm_infra.caches`).
+    """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -104,18 +108,9 @@ class CachewarmStack(Stack):
         vpc = self.network.vpc
         subnets = self.network.private_subnets
 
-        self.cache = RedisCache(
-            self,
-            "Redis",
-            vpc=vpc,
-            subnet_ids=self.network.private_subnet_ids,
-            demo=config.demo,
-            node_type=config.cache_node_type,
-            engine=config.cache_engine.value,
-            engine_version=config.cache_engine_version,
-            port=config.redis_port,
-            replicas=config.replicas_per_shard,
-        )
+        # The broker always; the cache too in cacheMode=node, else a serverless or cluster-mode cache.
+        self.caches = build_caches(self, config, vpc=vpc, subnet_ids=self.network.private_subnet_ids)
+        self.cache = self.caches.broker
         self.table = RestaurantsTable(
             self, "Restaurants", table_name=config.table_name, removal_policy=config.removal_policy
         )
@@ -126,9 +121,9 @@ class CachewarmStack(Stack):
             directory=str(REPO_ROOT),
             platform=ecr_assets.Platform.LINUX_AMD64,
         )
-        # The names are the app's own (cachewarm.settings). The broker and the cache are the same
-        # endpoint, reached as two RBAC users (cachewarm_infra.acl): the image's entrypoint
-        # (infra/docker/entrypoint.sh) splices REDIS_BROKER_USERNAME/PASSWORD into REDIS_URL and
+        # The names are the app's own (cachewarm.settings). The broker and the cache are reached as two
+        # RBAC users (cachewarm_infra.acl), on one endpoint or two (cachewarm_infra.caches): the image's
+        # entrypoint (infra/docker/entrypoint.sh) splices REDIS_BROKER_USERNAME/PASSWORD into REDIS_URL and
         # REDIS_CACHE_USERNAME/PASSWORD into CACHE_REDIS_URL. The region is also given as
         # AWS_DEFAULT_REGION, the name older AWS SDKs and tools read.
         environment = {
@@ -138,9 +133,10 @@ class CachewarmStack(Stack):
             str(SPECS["aws_region"].fallback): self.region,
             ENV_VARS["cache_ttl"]: str(config.cache_ttl_seconds),
         }
+        # REDIS_URL keeps its place; CACHE_REDIS_URL (and CACHE_REDIS_MODE) follow, as before the cache modes.
+        environment.update(self.caches.task_environment())
         secrets = {}
         if self.cache.broker_secret is not None and self.cache.cache_secret is not None:
-            environment[ENV_VARS["cache_redis_url"]] = self.cache.url_without_secret
             for role, secret in (("BROKER", self.cache.broker_secret), ("CACHE", self.cache.cache_secret)):
                 for field in ("username", "password"):
                     secrets[f"REDIS_{role}_{field.upper()}"] = ecs.Secret.from_secrets_manager(secret, field)
@@ -180,7 +176,7 @@ class CachewarmStack(Stack):
             vpc=vpc,
             subnets=subnets,
             environment={
-                ENV_VARS["redis_url"]: self.cache.url_without_secret,
+                **self.caches.change_capture_environment(),
                 ENV_VARS["table_name"]: self.table.table.table_name,
                 ENV_VARS["cache_ttl"]: str(config.cache_ttl_seconds),
             },
@@ -222,11 +218,13 @@ class CachewarmStack(Stack):
     # --- network access: security groups only, never a CIDR for Redis ----------------------------
 
     def _connect(self, config: InfraConfig) -> None:
-        self.cache.allow_from(self.workers.security_group, "cachewarm tasks and the queue-depth function")
-        self.cache.allow_from(self.change_capture.security_group, "the change-capture (invalidation) function")
+        caches = self.caches
+        caches.admit(self.workers.security_group, "cachewarm tasks and the queue-depth function")
+        # The function only invalidates cache entries: with a separate broker, it is not admitted there.
+        caches.admit(self.change_capture.security_group, "the change-capture (invalidation) function", broker=False)
         for index, group_id in enumerate(config.peer_security_group_ids):
             peer = ec2.SecurityGroup.from_security_group_id(self, f"Peer{index}", group_id, mutable=False)
-            self.cache.allow_from(peer, f"peer security group {group_id} (context peerSecurityGroupId)")
+            caches.admit(peer, f"peer security group {group_id} (context peerSecurityGroupId)")
             self.workers.allow_flower_from(peer, f"peer security group {group_id} (context peerSecurityGroupId)")
         if self.network.vpc_cidr is not None:
             self.workers.allow_flower_from(
@@ -326,17 +324,7 @@ class CachewarmStack(Stack):
     # --- outputs ------------------------------------------------------------------------------------
 
     def _outputs(self) -> None:
-        CfnOutput(self, "RedisEndpoint", value=self.cache.endpoint, description="Redis primary host:port")
-        CfnOutput(
-            self,
-            "RedisUrl",
-            value=self.cache.url_without_secret,
-            description="REDIS_URL without credentials (the users' secrets: RedisBrokerSecretArn, RedisCacheSecretArn)",
-        )
-        for name, secret in (("Broker", self.cache.broker_secret), ("Cache", self.cache.cache_secret)):
-            if secret is not None:
-                CfnOutput(self, f"Redis{name}SecretArn", value=secret.secret_arn,
-                          description=f"the {name.lower()} RBAC user's username and password (JSON)")
+        self.caches.outputs(self)
         CfnOutput(self, "TableName", value=self.table.table.table_name)
         CfnOutput(
             self,

@@ -26,3 +26,15 @@ def demo(tmp_path_factory) -> Synth:
 def created(tmp_path_factory) -> Synth:
     """Production mode with no VPC context: the app creates its own VPC."""
     return synth({}, tmp_path_factory.mktemp("cdk-created"))
+
+
+@pytest.fixture(scope="session")
+def serverless(tmp_path_factory) -> Synth:
+    """Production mode, imported VPC, the cache on ElastiCache Serverless for Valkey (cacheMode=serverless)."""
+    return synth({**OFFLINE_CONTEXT, "cacheMode": "serverless"}, tmp_path_factory.mktemp("cdk-serverless"))
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Synth:
+    """Production mode, imported VPC, the cache on a cluster-mode-enabled replication group (cacheMode=cluster)."""
+    return synth({**OFFLINE_CONTEXT, "cacheMode": "cluster"}, tmp_path_factory.mktemp("cdk-cluster"))

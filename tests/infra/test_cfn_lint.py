@@ -34,7 +34,7 @@ from tests.support.infra import Synth
 
 pytestmark = pytest.mark.slow
 
-SHAPES = ("offline", "demo", "created")
+SHAPES = ("offline", "demo", "created", "serverless", "cluster")
 REGIONS = ["us-east-1"]
 #: cfn-lint's id-format rules: security group, VPC and subnet ids.
 PLACEHOLDER_RULES = {"E1150", "E1151", "E1154"}
@@ -186,7 +186,7 @@ def checkov_skips(templates: dict[str, dict]) -> list[tuple[str, str, dict]]:
     ]
 
 
-# --- cfn-lint on the three shapes ----------------------------------------------------------------
+# --- cfn-lint on every shape (the three network shapes, and the two scaled-out cache modes) ---------
 
 
 def test_templates_found(linted):

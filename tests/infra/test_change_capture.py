@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cachewarm.keys import KeySchema
 from cachewarm.settings import ENV_VARS
 from cachewarm_infra.config import CONTEXT_KEYS, ConfigError, InfraConfig
 from tests.support.infra import get_att_id, only, resources
@@ -282,7 +283,8 @@ def test_function_environment_matches_the_workers(offline, demo):
     assert offline.raw["Resources"][secret_ref["Ref"]]["Type"] == "AWS::SecretsManager::Secret"
     users = [u["Properties"] for u in resources(offline.raw, "AWS::ElastiCache::User").values()]
     (cache_user,) = [u for u in users if secret_ref["Ref"] in str(u["Passwords"])]  # the cache user's password
-    assert cache_user["UserName"] == "cache" and cache_user["AccessString"].startswith("on ~cw:v1:* ")
+    cache_root = KeySchema(prefix="cw").root  # derived, whatever the key schema's version
+    assert cache_user["UserName"] == "cache" and cache_user["AccessString"].startswith(f"on ~{cache_root}* ")
     assert "REDIS_AUTH_SECRET_ARN" not in function(demo.raw)[1]["Properties"]["Environment"]["Variables"]
 
 

@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PREFIX = acl.DEFAULT_KEY_PREFIX
 #: Keys Celery, kombu and redbeat keep (the cache user must not reach any of them). redbeat's live under the
-#: cache's prefix (``<prefix>:redbeat``, workers/config.py), outside the cache's namespace ``<prefix>:v1:``.
+#: cache's prefix (``<prefix>:redbeat``, workers/config.py), outside the cache's namespace ``<prefix>:v2:``.
 BROKER_KEYS = ("celery", "warm", "_kombu.binding.celery", "unacked", "unacked_index", f"{PREFIX}:redbeat:lock",
                f"{PREFIX}:redbeat:schedule", f"{PREFIX}:redbeat:statics", f"{PREFIX}:redbeatwarm-hot",
                "celery-task-meta-0a0a0a0a")
@@ -129,7 +129,7 @@ def test_the_cache_user_cannot_reach_the_brokers_keys_or_run_dangerous_commands(
                     ("CONFIG", "GET", "*"), ("DEBUG", "SLEEP", "0"), ("SHUTDOWN", "NOSAVE"), ("ACL", "LIST"),
                     ("EVAL", "return 1", 0), ("PUBLISH", "celery", "x"), ("SUBSCRIBE", "celery"),
                     ("BRPOP", "celery", 1), ("MONITOR",), ("CLIENT", "KILL", "ID", "1"), ("SWAPDB", 0, 1),
-                    ("RENAME", f"{PREFIX}:v1:a", "celery"), ("COPY", f"{PREFIX}:v1:a", "celery"),
+                    ("RENAME", f"{PREFIX}:v2:a", "celery"), ("COPY", f"{PREFIX}:v2:a", "celery"),
                     ("MIGRATE", "h", 1, "", 0, 1)):
         assert not fresh.allowed(acl.CACHE_USER, *command), command
     with pytest.raises(redis.exceptions.NoPermissionError):
@@ -140,8 +140,8 @@ def test_the_cache_user_cannot_reach_the_brokers_keys_or_run_dangerous_commands(
     assert admin.lrange("celery", 0, -1) == ["task"] and admin.get(f"{PREFIX}:redbeat:lock") == "beat"
     assert admin.dbsize() == 4
     # The cache's own keys are fine; SCAN lists names only, and the core always matches its namespace.
-    assert cache.set(f"{PREFIX}:v1:sum:x", "1", ex=60) and cache.get(f"{PREFIX}:v1:sum:x") == b"1"
-    assert cache.set(f"{PREFIX}-bench:v1:sum:x", "1", ex=60)
+    assert cache.set(f"{PREFIX}:v2:{{x}}:sum", "1", ex=60) and cache.get(f"{PREFIX}:v2:{{x}}:sum") == b"1"
+    assert cache.set(f"{PREFIX}-bench:v2:{{x}}:sum", "1", ex=60)
     with pytest.raises(redis.exceptions.NoPermissionError):
         cache.set(f"{PREFIX}:other", "1")
     # The broker user may not run dangerous commands either.
@@ -212,7 +212,7 @@ def test_the_cache_engine_works_as_the_cache_user(fresh):
     assert {user for user, _, _ in fresh.refusals()} <= {acl.CACHE_USER}
     assert {obj for _, _, obj in fresh.refusals()} <= TOLERATED, fresh.refusals()
     # Nothing outside the cache's namespace was written.
-    assert all(key.startswith(f"{PREFIX}:v1:") for key in fresh.admin.scan_iter(count=1000))
+    assert all(key.startswith(f"{PREFIX}:v2:") for key in fresh.admin.scan_iter(count=1000))
 
 
 # --- Celery, redbeat and Flower as the broker user ------------------------------------------------------
@@ -245,7 +245,7 @@ def test_celery_worker_beat_and_flower_run_as_the_broker_user(fresh, acl_env, ce
         assert result.get(timeout=60)["warmed"] == ["Thai Spot"]
     finally:
         client.close()
-    assert fresh.admin.exists(f"{PREFIX}:v1:sum:Thai%20Spot")
+    assert fresh.admin.exists(f"{PREFIX}:v2:{{Thai%20Spot}}:sum")
 
     beat = celery_proc(["beat", "--loglevel=INFO"], acl_env, name="beat")
     beat.wait_for("Acquired lock", timeout=60)

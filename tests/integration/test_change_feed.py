@@ -18,7 +18,7 @@ from boto3.dynamodb.types import TypeSerializer
 from cachewarm import service
 from cachewarm.cache import NO_VALUE, CacheAside
 from cachewarm.change_capture import handle_records
-from cachewarm.clients import dynamodb_client, streams_client
+from cachewarm.clients import cache_redis, dynamodb_client, streams_client
 from cachewarm.repository import RestaurantRepository
 from cachewarm.settings import Settings
 from cachewarm.stream_poller import StreamFollower
@@ -52,6 +52,7 @@ def review_record(name: str, user: str, sequence: str) -> dict:
 
 
 @pytest.mark.engine_matrix
+@pytest.mark.topology_matrix
 @pytest.mark.parametrize("hold_off_ms", [1500, 0])
 def test_a_lagging_index_leaves_no_stale_value_past_the_hold_off(stack_env, table, dynalite, hold_off_ms):
     """The index answers with the pre-write snapshot for a while after the write.
@@ -65,7 +66,7 @@ def test_a_lagging_index_leaves_no_stale_value_past_the_hold_off(stack_env, tabl
     with DynamoProxy(dynalite.url) as proxy:
         settings = dataclasses.replace(
             Settings.from_env({**stack_env, "AWS_ENDPOINT_URL_DYNAMODB": proxy.url}), change_hold_off_ms=hold_off_ms)
-        engine = CacheAside(redis.Redis.from_url(settings.cache_url),
+        engine = CacheAside(cache_redis(settings),
                             RestaurantRepository(dynamodb_client(settings), settings.table_name), settings)
         assert engine.fetch(name).cache == "miss"  # cached; the proxy keeps this Query's answer
         proxy.faults.lagging_index = True  # from now on GSI1 lags behind the table
@@ -152,6 +153,7 @@ def test_records_that_arrive_while_redis_is_frozen_are_all_invalidated_after(sta
 
 
 @pytest.mark.engine_matrix
+@pytest.mark.topology_matrix
 def test_feed_follow_shows_direct_writes_in_get(cli, stack_env, table):
     """``cachewarm feed follow`` (the Procfile's process) makes direct writes show in ``cachewarm get``."""
     name = "Direct Writes"

@@ -14,13 +14,13 @@ import redis
 
 from cachewarm import service
 from cachewarm.cache import NO_VALUE, CacheAside
-from cachewarm.clients import dynamodb_client
+from cachewarm.clients import cache_redis, dynamodb_client
 from cachewarm.repository import RestaurantRepository
 from cachewarm.settings import Settings
 from devstack.dynamo_proxy import DynamoProxy
 from tests.support.items import put_items, restaurant, review
 
-pytestmark = [pytest.mark.integration, pytest.mark.engine_matrix]
+pytestmark = [pytest.mark.integration, pytest.mark.engine_matrix, pytest.mark.topology_matrix]
 
 
 def _read_once(env: dict, name: str, barrier, out) -> None:
@@ -56,7 +56,7 @@ def test_stale_set_race_never_leaves_the_old_summary(cli, stack_env, table, dyna
         gate = threading.Event()
         proxy.faults.hold["Query"] = gate  # the reader's Query has read the OLD data; its answer is held
         slow_settings = Settings.from_env({**stack_env, "AWS_ENDPOINT_URL_DYNAMODB": proxy.url})
-        slow = CacheAside(redis.Redis.from_url(slow_settings.cache_url),
+        slow = CacheAside(cache_redis(slow_settings),
                           RestaurantRepository(dynamodb_client(slow_settings), slow_settings.table_name),
                           slow_settings)
         out = []

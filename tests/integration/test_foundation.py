@@ -8,9 +8,9 @@ import time
 from collections import defaultdict
 
 import pytest
-import redis
 
 from cachewarm import service
+from cachewarm.clients import cache_redis
 from cachewarm.keys import KeySchema
 from devstack.localstack import free_port
 from tests.support.items import put_items, restaurant, review, seed_items_path
@@ -31,6 +31,7 @@ def test_table_create_is_idempotent_and_delete_works(cli, stack_env):
 
 
 @pytest.mark.skipif(not SEED.exists(), reason=f"seed file not present at {SEED}")
+@pytest.mark.topology_matrix
 def test_seed_file_loads_and_every_summary_has_the_five_newest(cli, stack_env, table):
     loaded = cli("load", str(SEED), env=stack_env)
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
@@ -65,6 +66,7 @@ HOSTILE = ["Star*", "Star", "Starbucks", "St?r", "[Star]", "tab\tname", "CafÃ© æ
 
 
 @pytest.mark.engine_matrix
+@pytest.mark.topology_matrix
 def test_hostile_names_round_trip_and_never_collide(stack_env, table, live_settings):
     put_items(table, [restaurant(n) for n in HOSTILE] + [review(n, f"{i:040x}") for i, n in enumerate(HOSTILE)])
     engine = service.engine(live_settings)
@@ -76,13 +78,14 @@ def test_hostile_names_round_trip_and_never_collide(stack_env, table, live_setti
         second = engine.fetch(name)
         assert second.source == "cache" and second.summary.name == name
     keys = KeySchema(prefix=live_settings.key_prefix)
-    client = redis.Redis.from_url(live_settings.cache_url)
+    client = cache_redis(live_settings)
     stored = {k.decode() for k in client.scan_iter(match=keys.summary_pattern(), count=1000)}
     assert stored == {keys.summary(n) for n in HOSTILE}
     assert all(client.pttl(k) > 0 for k in stored)
 
 
 @pytest.mark.engine_matrix
+@pytest.mark.topology_matrix
 def test_unknown_restaurant_is_not_found_and_cached_negatively(cli, stack_env, table):
     first = cli("get", "Nowhere", "--json", env=stack_env)
     assert first.returncode == 1

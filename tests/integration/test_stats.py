@@ -22,6 +22,7 @@ SCHEDULED = ("cachewarm.warm_hot", "cachewarm.invalidate_stale", "cachewarm.run_
 
 
 @pytest.mark.engine_matrix
+@pytest.mark.topology_matrix
 def test_stats_after_reads_a_warm_beat_and_a_benchmark(cli, worker, celery_proc, stack_env, live_settings, table):
     seed_restaurants(table, restaurants=12, reviews=3)
     warmed = cli("warm", "Bench 000", "Bench 001", "Bench 002", "--wait", "--json", env=stack_env)

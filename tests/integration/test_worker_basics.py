@@ -12,6 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.engine_matrix
+@pytest.mark.topology_matrix
 def test_worker_warms_names(worker, stack_env, table, live_settings, celery_client):
     put_items(table, [restaurant("A"), restaurant("B"), review("A", "1" * 40)])
     result = celery_client.send_task("cachewarm.warm_names", args=[["A", "B", "Missing"]])

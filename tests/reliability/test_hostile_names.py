@@ -29,7 +29,7 @@ def hostile_names(prefix: str) -> list[str]:
     """Names a hostile or careless user could feed us (argv-safe: no NUL)."""
     return [
         "*", "Star*", "S*", "?", "Sta?", "[S]tar", "[^a]*", "\\*", "Star\\", "{Star}", "%2A", "%", "Star%",
-        "Star Star", " Star", "Star ", "a:b", f"{prefix}:v1:sum:Star", f"{prefix}:v1:sum:*", "../Star",
+        "Star Star", " Star", "Star ", "a:b", f"{prefix}:v2:{{Star}}:sum", f"{prefix}:v2:{{*}}:sum", "../Star",
         "L" * 1000, "é" * 500, "東京 寿司", "🍣 *",  # DynamoDB: a sort key holds at most 1024 bytes
         "tab\tname", "new\nline", "cr\rname", "esc\x1b[31mred\x1b[0m", "bell\x07", "del\x7f", "c1\x9bname",
         "rtl\u202eevil", "zero\u200bwidth",

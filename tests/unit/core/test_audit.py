@@ -76,7 +76,7 @@ def test_rotation_covers_every_key_exactly_once_per_cycle_with_at_most_sample_re
     warm_names(engine, names)
     for i in range(300):  # a shared instance: the broker's keys and another tenant's summaries
         r.set(f"celery-task-meta-{i}", "{}", ex=3600)
-    r.set("other:v1:sum:R00", "{}", ex=3600)
+    r.set("other:v2:{R00}:sum", "{}", ex=3600)
     recording, sent = Recording(repo), queries(repo)
 
     for cycle in range(2):
@@ -133,7 +133,7 @@ def test_cursor_and_pending_keys_have_a_ttl(r, repo):
     assert report.scan_calls == 1 and r.llen(pending_key(engine)) == 25
     for key in (cursor_key(engine), pending_key(engine)):
         assert 0 < r.ttl(key) <= STATE_TTL_SECONDS
-    assert cursor_key(engine) == "cw:v1:stats:audit:cursor"
+    assert cursor_key(engine) == "cw:v2:stats:{audit}:cursor"
     reports = audit_cycle(engine, repo, 5)
     assert len(reports) == 5 and reports[-1].wrapped
     assert r.get(cursor_key(engine)) == b"0" and 0 < r.ttl(cursor_key(engine)) <= STATE_TTL_SECONDS
@@ -195,26 +195,27 @@ def test_keys_no_name_encodes_to_are_left_alone_and_do_not_stop_the_rotation(r, 
     seed(repo, ["A"], reviews=0)
     engine = engine_on(r, repo)
     engine.fetch("A")
-    for odd in ("cw:v1:sum:", "cw:v1:sum:a b", b"cw:v1:sum:\xff"):  # written by hand: not keys we make
+    for odd in ("cw:v2:{}:sum", "cw:v2:{a b}:sum", b"cw:v2:{\xff}:sum"):  # written by hand: not keys we make
         r.set(odd, "{}", ex=60)
     for _ in range(2):
         report = run_audit(engine, repo, 20)
         assert (report.checked, report.stale, report.wrapped) == (1, [], True)
-    assert r.exists("cw:v1:sum:a b")
+    assert r.exists("cw:v2:{a b}:sum")
 
 
-def test_entries_that_expire_between_scan_and_mget_are_skipped_not_counted(r, repo):
+def test_entries_that_expire_between_scan_and_get_are_skipped_not_counted(r, repo):
     names = [f"R{i}" for i in range(5)]
     seed(repo, names, reviews=0)
     engine = engine_on(r, repo)
     warm_names(engine, names)
-    real_mget = r.mget
+    real_scan = r.scan
 
-    def mget_after_expiry(keys, *args):
+    def scan_then_expiry(*args, **kwargs):
+        found = real_scan(*args, **kwargs)
         r.delete(engine.keys.summary("R1"), engine.keys.summary("R3"))  # their TTL ran out meanwhile
-        return real_mget(keys, *args)
+        return found
 
-    r.mget = mget_after_expiry
+    r.scan = scan_then_expiry
     recording = Recording(repo)
     report = run_audit(engine, recording, 20)
     assert report.checked == 3 and report.stale == [] and report.stale_fraction == 0.0

@@ -32,8 +32,8 @@ def test_names_never_collide():
 
 
 def test_namespaced_and_versioned():
-    assert KeySchema(prefix="p").summary("A") == "p:v1:sum:A"
-    assert KeySchema().summary_pattern() == "cw:v1:sum:*"
+    assert KeySchema(prefix="p").summary("A") == "p:v2:{A}:sum"
+    assert KeySchema().summary_pattern() == "cw:v2:{*}:sum"
 
 
 @pytest.mark.parametrize("bad", ["", None, 3])

@@ -120,6 +120,7 @@ def test_the_fill_cap_bounds_reads_in_flight_across_names(fake_server):
     assert not errors
     assert repo.reads == 10 and repo.most_in_flight <= 3
     assert all(r.found for r in results)
+    engine.flush()
     assert engine.metrics.window(60)["fill_slot_waits"] >= 1
     assert engine.redis.zcard(engine.keys.fill_slots()) == 0  # every slot given back by its fill
     # control: without the cap all ten read at once

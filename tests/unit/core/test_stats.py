@@ -140,6 +140,7 @@ def test_memory_reports_evictions_and_warns_about_allkeys_policies():
     assert memory(Info("volatile-lfu")) == {
         "used_memory": 1024, "used_memory_human": "1.00K", "maxmemory": 1 << 30, "maxmemory_human": "1.00G",
         "maxmemory_policy": "volatile-lfu", "evicted_keys": 7, "expired_keys": 3, "eviction_warning": None,
+        "shards": 1,
     }
     assert "allkeys-lru" in memory(Info("allkeys-lru"))["eviction_warning"]
 

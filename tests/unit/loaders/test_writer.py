@@ -251,7 +251,7 @@ def test_write_around_invalidates_touched_summaries_and_never_fills(moto_setting
     assert report.invalidated == 1 and report.invalidation_skipped == 0
     assert engine.peek("Thai") is NO_VALUE  # gone: the next read sees the new reviews
     assert engine.peek("Other") is not NO_VALUE  # untouched restaurants keep their entry
-    keys = {k.decode() for k in engine.redis.scan_iter(match=f"{engine.keys.root}sum:*")}
+    keys = {k.decode() for k in engine.redis.scan_iter(match=engine.keys.summary_pattern())}
     assert keys == {engine.keys.summary("Other")}  # the load filled nothing
 
 

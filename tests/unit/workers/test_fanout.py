@@ -86,7 +86,7 @@ def test_progress_sums_chunks_and_a_rerun_chunk_does_not_count_twice():
     assert progress.advance(1, 60, finished=True)["chunks_done"] == 2  # a duplicate finish counts once
     assert progress.snapshot() == ({0: 60, 1: 60}, 120)
     assert 0 < progress.redis.ttl(progress.key) <= fanout.PROGRESS_TTL_SECONDS
-    assert progress.key == "t:v1:load:L2"
+    assert progress.key == "t:v2:load:L2"
 
     progress.clear()  # merged: a late duplicate chunk publishes nothing
     assert progress.advance(2, 60, finished=True) is None
