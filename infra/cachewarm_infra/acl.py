@@ -115,10 +115,11 @@ CACHE_COMMANDS = (
 #: command; Redis OSS 7.0/7.1 does not, and an access string naming an unknown command is rejected.
 VALKEY_ONLY_CACHE_COMMANDS = ("client|setinfo",)
 
-#: What redis-py's RedisCluster (8.x) sends besides the data commands: CLUSTER SLOTS to learn the slot map (at
-#: start and after a MOVED reply), ASKING before a command redirected by ASK while a slot migrates (online
-#: resharding), and READONLY on connections to replicas when reads from replicas are enabled.
-CLUSTER_CACHE_COMMANDS = ("cluster|slots", "asking", "readonly")
+#: What redis-py's RedisCluster (8.x) sends besides the data commands: COMMAND once at start (its key parser
+#: learns every command's key positions from it; found by tests/integration/test_cluster_acl.py), CLUSTER SLOTS
+#: to learn the slot map (at start and after a MOVED reply), ASKING before a command redirected by ASK while a
+#: slot migrates (online resharding), and READONLY on connections to replicas when reads from replicas are on.
+CLUSTER_CACHE_COMMANDS = ("command", "cluster|slots", "asking", "readonly")
 #: Standalone-only: a cluster has database 0 only, and ElastiCache Serverless refuses SELECT altogether.
 STANDALONE_ONLY_CACHE_COMMANDS = ("select",)
 
