@@ -50,6 +50,7 @@ from cachewarm.keys import KeySchema
 from cachewarm.leases import LeaseKeeper, read_budget_seconds
 from cachewarm.metrics import Metrics
 from cachewarm.model import Summary
+from cachewarm.near_cache import NearCache
 from cachewarm.scripts import ACQUIRE, FILL, INVALIDATE, TAKE_SLOT, WARM
 from cachewarm.settings import Settings
 from cachewarm.shards import Breaker, eval_pipelined
@@ -74,20 +75,8 @@ LEASE_POLL = Backoff(retries=0, base=0.001, cap=0.025)
 #: The FILL script's outcomes, by the counter each is tallied as.
 FILL_OUTCOMES = {1: "fills", 0: "refused_lease", -1: "refused_floor", -2: "refused_hold"}
 
-__all__ = [
-    "HIT",
-    "LEASE_POLL",
-    "MISS",
-    "NO_VALUE",
-    "REFRESHED",
-    "UNAVAILABLE",
-    "WAITED",
-    "CacheAside",
-    "CacheEntry",
-    "FetchResult",
-    "SummarySource",
-    "xfetch_due",
-]
+__all__ = ["HIT", "LEASE_POLL", "MISS", "NO_VALUE", "REFRESHED", "UNAVAILABLE", "WAITED", "CacheAside", "CacheEntry",
+           "FetchResult", "SummarySource", "xfetch_due"]
 
 
 class CacheAside:
@@ -125,6 +114,9 @@ class CacheAside:
         self._fill = redis_client.register_script(FILL)
         self._warm = redis_client.register_script(WARM)
         self._invalidate = redis_client.register_script(INVALIDATE)
+        self.near = None if settings.local_max_items <= 0 else NearCache(
+            redis_client, self.keys.root, settings.local_max_items, self.metrics, clock=clock,
+            cluster=self.breaker.cluster)
         self.read_budget = read_budget_seconds(settings)
         self.leases = LeaseKeeper(redis_client, lease_ms=settings.lease_ms, budget_seconds=self.read_budget)
 
@@ -136,10 +128,19 @@ class CacheAside:
         shard = self.breaker.shard(key)
         if self.breaker.open(shard):
             return self._from_db(name, start, UNAVAILABLE)
+        near = self.near
+        if near is not None:
+            local = near.get(key)
+            if local is not None:  # no round trip; the read still counts toward hot keys
+                self._note_local(name)
+                return FetchResult(name, local.summary, "cache", (time.perf_counter() - start) * 1000.0, HIT)
+            ticket = near.ticket()
         try:
             raw = self._get_and_track(key, name)
             if raw is not None:
                 entry = CacheEntry.decode(raw)
+                if near is not None:
+                    near.put(key, entry, ticket)
                 if xfetch_due(entry, now=self.clock(), beta=self.xfetch_beta, rand=self.rand):
                     refreshed = self._refresh_early(name, start)
                     if refreshed is not None:
@@ -162,6 +163,7 @@ class CacheAside:
             args=["" if min_version is None else int(min_version), self._floor_ttl_ms(), 0],
         )
         self.metrics.incr("invalidations")
+        self._forget_locally([self.keys.summary(name)])
         return bool(removed)
 
     def invalidate_many(
@@ -184,7 +186,9 @@ class CacheAside:
                 also(pipe)
 
         calls = [(self.keys.name_keys(name), ["", self._floor_ttl_ms(), int(hold_off_ms)]) for name in names]
-        return sum(int(r) for r in eval_pipelined(self.redis, self._invalidate, calls, bookkeeping))
+        removed = sum(int(r) for r in eval_pipelined(self.redis, self._invalidate, calls, bookkeeping))
+        self._forget_locally([keys[0] for keys, _ in calls])
+        return removed
 
     def store_many(self, summaries: Iterable[tuple[str, Summary | None, float]]) -> int:
         """Write precomputed summaries ``(name, summary_or_None, fill_seconds)``: one round trip per shard.
@@ -214,6 +218,7 @@ class CacheAside:
             # The warm's reads are done and cheap to redo: a cache outage is worth a retry.
             raise TransportError(f"cannot reach the cache's Redis: {exc}") from exc
         self.metrics.tally("fills", stored)
+        self._forget_locally([keys[0] for keys, _ in calls])
         return stored
 
     def flush(self) -> None:
@@ -256,6 +261,16 @@ class CacheAside:
             self.hot.restore(counts)
             self.metrics.restore(pending)
             raise
+
+    def _forget_locally(self, keys: list[str]) -> None:
+        if self.near is not None:  # this process reads its own writes at once, not when the pushes arrive
+            self.near.invalidate(keys)
+
+    def _note_local(self, name: str) -> None:
+        counts = self.hot.note(name)
+        if counts is not None:  # due: send the tallies (best effort) as a Redis read would have
+            self.hot.restore(counts)
+            self.flush()
 
     def _queue_tallies(self, pipe: Pipeline, counts: Counter[str], pending: Counter[str]) -> None:
         now = self.clock()

@@ -283,6 +283,10 @@ class Settings:
     change_hold_off_ms: int = setting(2000, "CACHE_CHANGE_HOLD_OFF_MS",
                                       "after a change-feed invalidation, fills are not stored this long",
                                       minimum=0, maximum=60_000)
+    # The near cache (cachewarm/near_cache.py): entries kept in each process, invalidated by
+    # the server's CLIENT TRACKING pushes. 0 (default) turns it off.
+    local_max_items: int = setting(0, "CACHE_LOCAL_MAX_ITEMS", "summaries kept in each process (near cache; 0: off)",
+                                   minimum=0, maximum=10_000_000)
     # Namespace for every key we own; SCAN only ever matches below it.
     key_prefix: str = setting("cw", "CACHE_KEY_PREFIX", "key namespace", check=_key_prefix)
     # Fraction of cache reads that also count toward hot keys and hit ratio. The

@@ -55,7 +55,7 @@ TASK_RUN_TTL = 8 * 24 * 3600
 SCAN_COUNT = 1000
 #: Counter fields, in the order people read them.
 COUNTERS = ("reads", "misses", "fills", "fill_us", "waits", "fill_slot_waits", "wait_timeouts", "refused_lease",
-            "refused_floor", "refused_hold", "invalidations", "early_refreshes")
+            "refused_floor", "refused_hold", "invalidations", "early_refreshes", "l1_hits", "l1_invalidations")
 #: The change feed's counters, per window: stream records read, ignored (not a
 #: restaurant's or review's change, or a write we invalidated ourselves) and
 #: turned into invalidations.

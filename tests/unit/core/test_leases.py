@@ -66,9 +66,10 @@ def test_the_read_budget_is_botocores_worst_case_for_one_request():
 
 
 def test_a_read_slower_than_the_lease_still_makes_one_dynamodb_read(fake_server):
-    # The lease lives 90 ms between renewals; the read takes 600 ms.
-    repo = SlowRepo({"A": summary("A")}, seconds=0.6)
-    engine = make(fake_server, repo, lease_ms=90)
+    # The lease lives 250 ms between renewals (renewed every 83 ms, so a busy machine's stalls are survived);
+    # the read takes 1 s.
+    repo = SlowRepo({"A": summary("A")}, seconds=1.0)
+    engine = make(fake_server, repo, lease_ms=250)
     results, errors = concurrently(12, lambda _: engine.fetch("A"))
     assert not errors
     assert repo.reads == 1
