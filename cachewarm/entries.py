@@ -69,6 +69,7 @@ class FetchResult:
     source: str  # "cache" or "db"
     latency_ms: float
     cache: str  # hit | miss | waited | refreshed | unavailable
+    setup_ms: float = 0.0  # one-time client construction this read triggered, not counted in latency_ms
 
     @property
     def found(self) -> bool:
@@ -81,6 +82,8 @@ class FetchResult:
         if self.summary is not None:
             out.update(self.summary.to_dict())
         out.update(source=self.source, latency_ms=round(self.latency_ms, 3), cache=self.cache)
+        if self.setup_ms:
+            out["setup_ms"] = round(self.setup_ms, 3)
         return out
 
 

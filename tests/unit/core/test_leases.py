@@ -103,8 +103,8 @@ def test_a_failed_read_releases_the_lease_at_once(fake_server):
 
 def test_a_dead_holders_lease_lapses_and_exactly_one_waiter_takes_over(fake_server):
     repo = SlowRepo({"A": summary("A")}, seconds=0.1)
-    engine = make(fake_server, repo, lease_ms=300)
-    # A holder in another process that died: its lease is never renewed.
+    engine = make(fake_server, repo, lease_ms=1500)  # the taker-over's lease: long enough for a busy machine
+    # A holder in another process that died: its 300 ms lease is never renewed.
     engine.redis.set(engine.keys.lease("A"), "dead-holder", px=300)
     results, errors = concurrently(8, lambda _: engine.fetch("A"))
     assert not errors
