@@ -20,7 +20,7 @@ import typer
 
 from cachewarm.errors import CachewarmError
 from cachewarm.masking import mask_text
-from cachewarm_cli import bench, demo, feed, load, read, stack, stats, table, warm, write
+from cachewarm_cli import bench, demo, exporter, feed, load, read, stack, stats, table, warm, write
 from cachewarm_cli.output import err_console
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ app.add_typer(warm.app)  # warm
 app.add_typer(write.app)  # invalidate, review add
 app.add_typer(bench.app, name="bench")
 app.add_typer(stats.app)  # stats
+app.add_typer(exporter.app)  # exporter
 app.add_typer(stack.app, name="stack")
 app.add_typer(feed.app, name="feed")
 app.add_typer(demo.app)  # demo

@@ -17,6 +17,7 @@ from cachewarm.settings import ENV_VARS, SPECS
 from cachewarm_infra.caches import build_caches
 from cachewarm_infra.change_capture import ChangeCapture
 from cachewarm_infra.config import InfraConfig
+from cachewarm_infra.exporter import ExporterService
 from cachewarm_infra.nag import acknowledge
 from cachewarm_infra.network import Network
 from cachewarm_infra.queue_metrics import QueueDepthMetric
@@ -154,6 +155,17 @@ class CachewarmStack(Stack):
             worker_memory=config.worker_memory,
             log_retention=retention,
         )
+        # The exporter reads the broker as the read-only metrics user (LLEN only), the cache as the cache user.
+        exporter_secrets = {**secrets}
+        if self.cache.metrics_secret is not None and secrets:
+            for field in ("username", "password"):
+                exporter_secrets[f"REDIS_BROKER_{field.upper()}"] = ecs.Secret.from_secrets_manager(
+                    self.cache.metrics_secret, field)
+        self.exporter = ExporterService(
+            self, "Exporter", cluster=self.workers.cluster, namespace=self.workers.namespace, subnets=subnets,
+            task_security_group=self.workers.security_group, image=ecs.ContainerImage.from_docker_image_asset(image),
+            environment=environment, secrets=exporter_secrets, log_group=self.workers.log_group,
+        )
         self.queue_depth = QueueDepthMetric(
             self,
             "QueueDepth",
@@ -226,10 +238,12 @@ class CachewarmStack(Stack):
             peer = ec2.SecurityGroup.from_security_group_id(self, f"Peer{index}", group_id, mutable=False)
             caches.admit(peer, f"peer security group {group_id} (context peerSecurityGroupId)")
             self.workers.allow_flower_from(peer, f"peer security group {group_id} (context peerSecurityGroupId)")
+            self.exporter.allow_from(peer, f"peer security group {group_id} (context peerSecurityGroupId)")
         if self.network.vpc_cidr is not None:
             self.workers.allow_flower_from(
                 ec2.Peer.ipv4(self.network.vpc_cidr), "Flower from inside the VPC (basic auth required)"
             )
+            self.exporter.allow_from(ec2.Peer.ipv4(self.network.vpc_cidr), "Prometheus from inside the VPC")
 
     # --- IAM ----------------------------------------------------------------------------------------
 
@@ -288,6 +302,7 @@ class CachewarmStack(Stack):
                 "ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are "
                 "scoped to the asset repository.",
             )
+        self.exporter.acknowledge_execution_role()
         function_policy = self.queue_depth.function.role.node.find_child("DefaultPolicy")
         acknowledge(
             function_policy,
@@ -333,6 +348,8 @@ class CachewarmStack(Stack):
             description="Flower, inside the VPC only (Cloud Map DNS); basic auth from FlowerSecretArn",
         )
         CfnOutput(self, "FlowerSecretArn", value=self.workers.flower_secret.secret_arn)
+        CfnOutput(self, "ExporterUrl", value=self.exporter.url,
+                  description="cachewarm exporter's /metrics for Prometheus, inside the VPC only (Cloud Map DNS)")
         CfnOutput(self, "ClusterName", value=self.workers.cluster.cluster_name)
         CfnOutput(self, "WorkerServiceName", value=self.workers.worker_service.service_name)
         CfnOutput(self, "FlowerServiceName", value=self.workers.flower_service.service_name)

@@ -278,7 +278,7 @@ def test_services_run_the_contract_commands_from_one_image(offline):
     assert container(offline.raw, "flower")["Command"] == FLOWER_COMMAND
     images = {json.dumps(container(offline.raw, name)["Image"]) for name in ("worker", "beat", "flower")}
     assert len(images) == 1
-    offline.template.resource_count_is("AWS::ECS::Service", 3)
+    offline.template.resource_count_is("AWS::ECS::Service", 4)  # and the exporter
 
 
 @pytest.mark.parametrize("name", ["worker", "beat", "flower"])

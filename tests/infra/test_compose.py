@@ -17,11 +17,13 @@ from workers.health import command as health_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-PYTHON_SERVICES = ("loader", "worker", "beat", "flower", "feed")
+PYTHON_SERVICES = ("loader", "worker", "beat", "flower", "feed", "exporter")
 COMMANDS = {
     "worker": ["celery", "-A", "workers", "worker", "--loglevel=INFO"],
     "beat": ["celery", "-A", "workers", "beat", "--loglevel=INFO"],
     "feed": ["cachewarm", "feed", "follow"],
+    # Every interface of its container; published on loopback only (below).
+    "exporter": ["cachewarm", "exporter", "--port", "9809", "--address", "0.0.0.0"],
     # No --conf: the app points Flower at the installed workers/flowerconfig.py; the port is FLOWER_PORT's.
     "flower": ["celery", "-A", "workers", "flower", "--address=0.0.0.0"],
 }
@@ -205,7 +207,7 @@ def test_long_running_services_run_the_health_check_of_their_role(services, name
 def test_the_feed_and_the_one_shots_have_no_health_check(services):
     # The image declares no HEALTHCHECK either, so nothing is inherited.
     assert not re.search(r"^\s*HEALTHCHECK\b", (REPO_ROOT / "Dockerfile").read_text(), re.MULTILINE | re.IGNORECASE)
-    for name in ("feed", "loader", "dynalite-deps"):
+    for name in ("feed", "exporter", "loader", "dynalite-deps"):
         assert "healthcheck" not in services[name], name
 
 
@@ -229,6 +231,12 @@ def test_loader_is_one_shot_and_creates_generates_and_loads(services):
     generated = re.search(r"cachewarm generate -o (\S+)", script).group(1)
     assert f"cachewarm load {generated}" in script
     assert services["beat"]["depends_on"]["loader"]["condition"] == "service_completed_successfully"
+
+
+def test_the_exporter_publishes_its_port_on_loopback(services):
+    from cachewarm_cli.exporter import DEFAULT_PORT
+
+    assert ("127.0.0.1", DEFAULT_PORT) in published(services["exporter"])
 
 
 def test_published_ports_bind_to_loopback(services):

@@ -64,8 +64,9 @@ def test_the_cache_engine_works_as_the_cluster_cache_user(tmp_path):
         assert engine.invalidate("Thai Spot", min_version=2) and engine.peek("Thai Spot") is NO_VALUE
         stored = engine.store_many([(n, Summary({"name": n, "version": 3}, []), 0.01) for n in names])
         assert stored == len(names) and all(engine.fetch(n).cache == "hit" for n in names)
-        record = {"eventName": "MODIFY", "dynamodb": {"Keys": {"PK": {"S": "REST#Warm 1"}, "SK": {"S": "REST#Warm 1"}},
-                                                       "SequenceNumber": "1", "ApproximateCreationDateTime": time.time()}}
+        keys_of_warm_1 = {"PK": {"S": "REST#Warm 1"}, "SK": {"S": "REST#Warm 1"}}
+        record = {"eventName": "MODIFY", "dynamodb": {"Keys": keys_of_warm_1, "SequenceNumber": "1",
+                                                       "ApproximateCreationDateTime": time.time()}}
         outcome = change_capture.handle_records([record], engine, hold_off_ms=50)
         assert (outcome.names, outcome.failed, outcome.error) == (["Warm 1"], [], None)
         engine.flush()

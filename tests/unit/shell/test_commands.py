@@ -15,7 +15,7 @@ from cachewarm_cli import bench, demo, feed, load, read, stack, stats, table, wa
 
 #: What README.md's "The shell" section lists, and nothing else.
 TOP_LEVEL = {"table", "generate", "load", "get", "warm", "review", "invalidate", "bench", "stats", "stack", "demo",
-             "feed"}
+             "feed", "exporter"}
 GROUPS = {"table": {"create", "delete"}, "review": {"add"}, "bench": {"list", "show", "compare"},
           "stack": {"up", "run"}, "feed": {"follow"}}
 
