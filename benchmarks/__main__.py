@@ -21,7 +21,7 @@ REPORT = ROOT / "reports" / "benchmarks.json"
 README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 #: Every benchmark, by its --only key.
-ALL = ("hit", "speedup", "warm", "stampede", "cold", "feed", "load")
+ALL = ("hit", "near", "speedup", "warm", "stampede", "cold", "warming", "shard", "feed", "load")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,27 +39,38 @@ def main(argv: list[str] | None = None) -> int:
         bench_change_feed,
         bench_cold_cache,
         bench_hit_path,
+        bench_near_cache,
+        bench_shard,
         bench_speedup,
         bench_stampede,
         bench_warm,
+        bench_warming,
     )
     from benchmarks.common import Figure, bench_stack, seed
 
     figures = []
     started = time.perf_counter()
     restaurants = 2_000 if args.quick else 10_000
-    if only & {"hit", "speedup", "warm", "stampede", "cold", "feed"}:
+    if only & {"hit", "near", "speedup", "warm", "stampede", "cold", "warming", "shard", "feed"}:
         with bench_stack() as stack:
             print(f"seeding {restaurants} restaurants ...", flush=True)
             names = seed(stack, restaurants=restaurants, reviews_per_restaurant=4)
             steps = [
                 ("hit", lambda: bench_hit_path.run(stack, names, requests=5_000 if args.quick else 20_000)),
+                # The near cache's hit vs a raw GET, and a write's trip to another process's near cache.
+                ("near", lambda: bench_near_cache.run(stack, names, requests=5_000 if args.quick else 20_000,
+                                                      rounds=50 if args.quick else 200)),
                 ("speedup", lambda: bench_speedup.run(stack, names, sample=100 if args.quick else 300)),
                 ("stampede", lambda: bench_stampede.run(stack, names)),
                 ("warm", lambda: bench_warm.run(stack, names, count=restaurants)),
                 # Before "feed": the whole cache lost under a steady load (its own key prefixes);
                 # also writes reports/cold_cache.json and docs/images/cold-cache.png.
                 ("cold", lambda: bench_cold_cache.run(stack, names, quick=args.quick)),
+                # Lazy loading, + XFetch, + warm_hot under a steady load with a short TTL (its own key
+                # prefixes); also writes reports/warming.json and docs/images/warming.png.
+                ("warming", lambda: bench_warming.run(stack, names, quick=args.quick)),
+                # One shard's hits, memory per summary, a 3-primary cluster, the broker (reports/shard.json).
+                ("shard", lambda: bench_shard.run(stack, names, quick=args.quick)),
                 # Last: its catch-up with the seeding's stream records invalidates every name.
                 ("feed", lambda: bench_change_feed.run(stack, names, writes=50 if args.quick else 200)),
             ]

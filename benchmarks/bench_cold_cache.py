@@ -24,18 +24,16 @@ a one-second bucket's hit ratio is back at 95 %, judged against one warm period
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import random
-import threading
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BenchStack, Figure
+from benchmarks.read_load import Load, per_second, run_readers
+from benchmarks.read_load import zipf_cum_weights as zipf_cum_weights  # re-exported: its unit test imports it here
 from cachewarm.percentiles import describe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,17 +60,13 @@ class Plan:
         """Length of one mode's run."""
         return self.warmup + self.observe
 
+    @property
+    def load(self) -> Load:
+        """The readers' part of the plan: latencies split at the flush."""
+        return Load(self.processes, self.threads, self.zipf_s, self.seconds, split=self.warmup)
+
 
 QUICK = Plan(processes=2, threads=8, warmup=5, observe=20)
-
-
-def zipf_cum_weights(n: int, s: float) -> list[float]:
-    """Cumulative Zipf weights of ranks 1..n (``random.choices`` takes them as they are)."""
-    total, out = 0.0, []
-    for rank in range(1, n + 1):
-        total += 1.0 / rank**s
-        out.append(total)
-    return out
 
 
 def recovery_seconds(hit_ratio: list[float | None], flush_at: int, goal: float = HIT_GOAL) -> int | None:
@@ -81,59 +75,6 @@ def recovery_seconds(hit_ratio: list[float | None], flush_at: int, goal: float =
         if ratio is not None and ratio >= goal:
             return k + 1  # bucket k covers [k, k + 1) s after the flush: counted to its end
     return None
-
-
-# -- a reader process ---------------------------------------------------------------------------
-
-
-def _reader(env: dict[str, str], names: list[str], plan: Plan, seed_value: int, ready: Any, go: Any,
-            t0: Any, out: Any) -> None:
-    """``plan.threads`` closed-loop readers; puts per-second counts and latencies on ``out`` when done."""
-    from cachewarm import service
-    from cachewarm.cache import HIT, WAITED
-    from cachewarm.settings import Settings
-
-    engine = service.engine(Settings.from_env(env))
-    weights = zipf_cum_weights(len(names), plan.zipf_s)
-    per_thread: list[dict[str, Any]] = []
-
-    def loop(index: int) -> None:
-        rng = random.Random(seed_value * 1000 + index)
-        counts: dict[str, Counter[int]] = {k: Counter() for k in ("reads", "hits", "waited", "db", "errors")}
-        before: list[float] = []
-        after: list[float] = []
-        per_thread.append({"counts": counts, "before": before, "after": after})
-        engine.fetch(names[0])  # this thread's Redis connection, before the clock starts
-        go.wait(120)
-        start = t0.value
-        end = start + plan.seconds
-        while (now := time.time()) < end:
-            name = rng.choices(names, cum_weights=weights)[0]
-            second = int(now - start)
-            try:
-                result = engine.fetch(name)
-            except Exception:  # counted, not fatal: the figure is about load, and an error is load too
-                counts["errors"][second] += 1
-                continue
-            counts["reads"][second] += 1
-            counts["hits"][second] += result.cache == HIT
-            counts["waited"][second] += result.cache == WAITED
-            counts["db"][second] += result.source == "db"
-            (before if second < plan.warmup else after).append(result.latency_ms)
-
-    threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(plan.threads)]
-    for thread in threads:
-        thread.start()
-    ready.wait(120)
-    for thread in threads:
-        thread.join()
-    merged: dict[str, Counter[int]] = {}
-    for part in per_thread:
-        for key, counter in part["counts"].items():
-            merged.setdefault(key, Counter()).update(counter)
-    out.put({"pid": os.getpid(), "counts": {k: dict(v) for k, v in merged.items()},
-             "before": [x for p in per_thread for x in p["before"]],
-             "after": [x for p in per_thread for x in p["after"]]})
 
 
 # -- one mode -----------------------------------------------------------------------------------
@@ -166,45 +107,27 @@ def run_mode(stack: BenchStack, names: list[str], plan: Plan, cap: int) -> dict[
         proxy.faults.delay["Query"] = plan.delay
         env = {**base, "AWS_ENDPOINT_URL_DYNAMODB": proxy.url}
         flusher = service.engine(Settings.from_env(base))
-        ctx = multiprocessing.get_context("spawn")
-        ready, go, t0, out = ctx.Barrier(plan.processes + 1), ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
-        processes = [ctx.Process(target=_reader, args=(env, names, plan, seed + 1, ready, go, t0, out), daemon=True)
-                     for seed in range(plan.processes)]
-        for process in processes:
-            process.start()
-        # Every reader has its clients: ready.wait() returns once each process has started its threads.
-        ready.wait(180)
-        time.sleep(1.0)  # the threads' first fetch (their Redis connections) is done well within this
-        start = time.time() + 0.2
-        mono_start = time.monotonic() + (start - time.time())
-        t0.value = start
-        proxy.take_peak("Query")
-        queries_before = proxy.counts["Query"]
-        go.set()
-
         peaks: list[int] = []
         flush: dict[str, Any] = {}
-        for second in range(1, plan.seconds + 1):
-            time.sleep(max(0.0, start + second - time.time()))
+        marks: dict[str, int] = {}
+
+        def on_start(_: float) -> None:
+            proxy.take_peak("Query")
+            marks["queries"] = proxy.counts["Query"]
+
+        def each_second(second: int) -> None:
             peaks.append(proxy.take_peak("Query"))
             if second == plan.warmup:
                 began = time.perf_counter()
-                flush = {"removed": invalidate_all(flusher), "seconds": round(time.perf_counter() - began, 3)}
-        results = [out.get(timeout=120) for _ in processes]
-        for process in processes:
-            process.join(30)
+                flush.update(removed=invalidate_all(flusher), seconds=round(time.perf_counter() - began, 3))
+
+        run = run_readers(env, names, plan.load, on_start=on_start, each_second=each_second)
         arrivals = [t for t, op, _ in proxy.arrivals if op == "Query"]
         peak = proxy.peak_in_flight["Query"]
-        queries = proxy.counts["Query"] - queries_before
+        queries = proxy.counts["Query"] - marks["queries"]
         busy = proxy.busy_seconds["Query"]
-    dynamo = Counter(int(t - mono_start) for t in arrivals if t >= mono_start)
-    totals: dict[str, Counter[int]] = {}
-    for result in results:
-        for key, counts in result["counts"].items():
-            totals.setdefault(key, Counter()).update({int(s): n for s, n in counts.items()})
     seconds = range(plan.seconds)
-    reads = [totals["reads"][s] for s in seconds]
-    hits = [totals["hits"][s] for s in seconds]
+    reads, hits = run.series("reads"), run.series("hits")
     return {
         "cap": cap,
         "prewarm": prewarm,
@@ -215,16 +138,16 @@ def run_mode(stack: BenchStack, names: list[str], plan: Plan, cap: int) -> dict[
         "peak_in_flight": peak,
         "series": {
             "second": [s - plan.warmup for s in seconds],  # 0 = the flush
-            "dynamodb_reads": [dynamo[s] for s in seconds],
+            "dynamodb_reads": per_second(arrivals, run.mono_start, plan.seconds),
             "dynamodb_peak_in_flight": peaks,
             "reads": reads,
             "hit_ratio": [round(h / r, 4) if r else None for h, r in zip(hits, reads, strict=True)],
-            "waited": [totals["waited"][s] for s in seconds],
-            "db": [totals["db"][s] for s in seconds],
-            "errors": [totals["errors"][s] for s in seconds],
+            "waited": run.series("waited"),
+            "db": run.series("db"),
+            "errors": run.series("errors"),
         },
-        "latency_ms_before": describe(x for r in results for x in r["before"]),
-        "latency_ms_after": describe(x for r in results for x in r["after"]),
+        "latency_ms_before": describe(run.latencies("before")),
+        "latency_ms_after": describe(run.latencies("after")),
     }
 
 

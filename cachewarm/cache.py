@@ -274,6 +274,8 @@ class CacheAside:
 
     def _queue_tallies(self, pipe: Pipeline, counts: Counter[str], pending: Counter[str]) -> None:
         now = self.clock()
+        if self.near is not None:
+            pending["l1_hits"] += self.near.take_hits()
         if counts:
             self.hot.record(pipe, counts, now)
             pending = pending + Counter(reads=sum(counts.values()))

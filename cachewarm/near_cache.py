@@ -69,6 +69,7 @@ class NearCache:
         self.mode = FALLBACK if cluster else TRACKING
         self._entries: OrderedDict[str, tuple[CacheEntry, float]] = OrderedDict()
         self._invalidated: OrderedDict[str, int] = OrderedDict()
+        self._hits = 0
         self._seq = 0  # bumped by every invalidation received
         self._floor = 0  # stores with a ticket below this are refused (a reset, or a forgotten invalidation)
         self._live = False  # the tracking connection is subscribed (always True in fallback mode)
@@ -99,8 +100,14 @@ class NearCache:
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
-        self.metrics.tally("l1_hits")
+            self._hits += 1  # under the lock already held: the hit path takes no other (see take_hits)
         return entry
+
+    def take_hits(self) -> int:
+        """L1 hits since the last call (the engine adds them to its counters when it flushes)."""
+        with self._lock:
+            hits, self._hits = self._hits, 0
+        return hits
 
     def put(self, key: str, entry: CacheEntry, ticket: int) -> None:
         """Keep ``entry`` (read from Redis after :meth:`ticket` returned ``ticket``) unless invalidated since."""

@@ -96,4 +96,5 @@ def test_hits_and_invalidations_are_counted():
     cache.put("k", entry(), cache.ticket())
     cache.get("k")
     cache.invalidate(["k", "j"])
-    assert cache.metrics.drain() == {"l1_hits": 1, "l1_invalidations": 2}
+    assert cache.take_hits() == 1 and cache.take_hits() == 0  # the engine adds them when it flushes
+    assert cache.metrics.drain() == {"l1_invalidations": 2}
