@@ -155,3 +155,23 @@ def test_dynamodb_unreachable_is_a_clear_error(cli, stack_env):
     assert result.returncode == 1
     assert "cannot reach DynamoDB" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_cached_get_imports_no_aws_sdk_and_builds_no_dynamodb_client(cli, stack_env, table):
+    """The one-shot CLI's hit path: no boto3 import, no DynamoDB client (most of its wall time before)."""
+    import subprocess
+    import sys
+
+    put_items(table, [restaurant("Fast"), review("Fast", "f" * 40)])
+    assert json.loads(cli("get", "Fast", "--json", env=stack_env).stdout)["source"] == "db"
+    probe = ("import sys\nfrom cachewarm_cli import main\nsys.argv = ['cachewarm', 'get', 'Fast', '--json']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('SDK', 'boto3' in sys.modules, 'botocore' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], env=stack_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    body, sdk = done.stdout.rsplit("\n", 2)[-3], done.stdout.rsplit("\n", 2)[-2]
+    assert json.loads(body)["source"] == "cache" and "setup_ms" not in json.loads(body)
+    assert sdk == "SDK False False"
+    # A miss in the same kind of process builds the client once and reports it apart from the read's latency.
+    missed = json.loads(cli("get", "Nowhere Yet", "--json", env=stack_env).stdout)
+    assert missed["source"] == "db" and missed["setup_ms"] > 0
