@@ -55,7 +55,10 @@ def test_stale_set_race_never_leaves_the_old_summary(cli, stack_env, table, dyna
     with DynamoProxy(dynalite.url) as proxy:
         gate = threading.Event()
         proxy.faults.hold["Query"] = gate  # the reader's Query has read the OLD data; its answer is held
-        slow_settings = Settings.from_env({**stack_env, "AWS_ENDPOINT_URL_DYNAMODB": proxy.url})
+        # A read timeout longer than the staged race: on a busy machine the CLI's write can take more than the
+        # default 5 s, and botocore would then retry the held Query after the write, reading the new data.
+        slow_settings = Settings.from_env({**stack_env, "AWS_ENDPOINT_URL_DYNAMODB": proxy.url,
+                                           "DYNAMODB_TIMEOUT_SECONDS": "60"})
         slow = CacheAside(cache_redis(slow_settings),
                           RestaurantRepository(dynamodb_client(slow_settings), slow_settings.table_name),
                           slow_settings)
