@@ -65,6 +65,9 @@ CACHE_COMMANDS = (
     "ping",
     "client|setname",
     "select",
+    # the near cache (CACHE_LOCAL_MAX_ITEMS): CLIENT TRACKING ON BCAST PREFIX <the cache's prefix> on its own
+    # RESP3 connection; the invalidations are pushed on that connection (no SUBSCRIBE, no channel access)
+    "client|tracking",
     # transactions: pipeline(transaction=True) in hotkeys.py and audit.py
     "multi",
     "exec",

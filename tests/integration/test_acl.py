@@ -182,10 +182,14 @@ def test_the_cache_engine_works_as_the_cache_user(fresh):
 
     client = redis_client(fresh.url(acl.CACHE_USER), timeout=2.0)  # the app's own client factory
     repo = StandIn()
-    engine = CacheAside(client, repo, Settings(key_prefix=PREFIX))
+    engine = CacheAside(client, repo, Settings(key_prefix=PREFIX, local_max_items=100))  # the near cache too
     first, second = engine.fetch("Thai Spot"), engine.fetch("Thai Spot")
     assert (first.source, second.source) == ("db", "cache"), (first, second)
     assert second.cache == "hit" and repo.reads == 1
+    deadline = time.monotonic() + 10
+    while not engine.near.live and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.near.live and engine.near.mode == "tracking"  # CLIENT TRACKING is granted: pushes, not a TTL
     assert engine.invalidate("Thai Spot", min_version=2)
     assert engine.peek("Thai Spot") is NO_VALUE
     assert engine.store_many([(f"Warm {i}", Summary({"name": f"Warm {i}", "version": 3}, []), 0.01)
