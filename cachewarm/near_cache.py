@@ -30,10 +30,12 @@ L1 hits and invalidations received are tallied with the engine's counters
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -159,7 +161,7 @@ class NearCache:
             self._pid = os.getpid()  # a forked child starts its own (the parent's thread is not there)
             self._live = False
             self._entries.clear()
-        threading.Thread(target=self._follow, name="cachewarm-near-cache", daemon=True).start()
+        threading.Thread(target=_follow, args=(weakref.ref(self),), name="cachewarm-near-cache", daemon=True).start()
 
     def _set_live(self, live: bool) -> None:
         with self._lock:
@@ -168,56 +170,37 @@ class NearCache:
             self._seq += 1
             self._floor = self._seq  # whatever was read before this moment may be stale
 
-    def _follow(self) -> None:
-        """Subscribe, apply pushes, reconnect with backoff; off while not subscribed."""
-        from redis.exceptions import ResponseError
-
-        delay = 0.05
-        while True:
-            try:
-                self._subscribe()
-            except ResponseError as exc:  # NOPERM, unknown command: the server will not push
-                self.mode = FALLBACK
-                self._set_live(True)
-                log.warning("near cache: the server refuses CLIENT TRACKING (%s); entries live at most %.1fs",
-                            exc, FALLBACK_TTL_SECONDS)
-                return
-            except Exception as exc:
-                log.debug("near cache: tracking connection failed: %s", exc)
-                self._set_live(False)
-                self._close()
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
-                continue
-            delay = 0.05
-
-    def _subscribe(self) -> None:
-        from redis.exceptions import ConnectionError, TimeoutError
-
+    def _connect(self) -> Any:
+        """A new RESP3 connection with tracking on; the L1 is live from here."""
         pool = self.client.connection_pool
         connection = pool.connection_class(**{**pool.connection_kwargs, "protocol": 3})
         connection.connect()
         self.connection = connection
-        connection._parser.set_invalidation_push_handler(self._on_push)
+        # Through a weak reference: the connection (and its thread) must not keep a dropped engine alive.
+        connection._parser.set_invalidation_push_handler(functools.partial(_apply_push, weakref.ref(self)))
         connection.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix)
         connection.read_response()
         self._set_live(True)
         log.info("near cache on: up to %d entries, invalidated by server pushes", self.max_items)
-        while True:
-            try:
-                # disconnect_on_error=False: redis-py would otherwise drop the socket on a quiet second, and
-                # the PING below would silently open a new connection without tracking (found by the tests).
-                connection.read_response(push_request=True, timeout=PING_SECONDS, disconnect_on_error=False)
-            except TimeoutError:
-                if connection._sock is None:  # never let send_command reconnect behind our back
-                    raise ConnectionError("near cache: the tracking connection is closed") from None
-                connection.send_command("PING")  # quiet: make sure the server is still there
-                connection.read_response(timeout=PING_SECONDS)
+        return connection
+
+    def _fall_back(self, exc: BaseException) -> None:
+        self._close()
+        self.mode = FALLBACK
+        self._set_live(True)
+        log.warning("near cache: the server refuses CLIENT TRACKING (%s); entries live at most %.1fs",
+                    exc, FALLBACK_TTL_SECONDS)
+
+    def _lost(self, exc: BaseException) -> None:
+        log.debug("near cache: tracking connection failed: %s", exc)
+        self._set_live(False)
+        self._close()
 
     def _on_push(self, message: list[Any]) -> None:
         if not message or message[0] not in (b"invalidate", "invalidate"):
             return
         keys = message[1] if len(message) > 1 else None
+        log.debug("near cache: invalidate %s", "everything" if keys is None else len(keys))
         self.invalidate(None if keys is None else [k.decode() if isinstance(k, bytes) else k for k in keys])
 
     def _close(self) -> None:
@@ -227,3 +210,61 @@ class NearCache:
                 connection.disconnect()
             except Exception as exc:  # already gone
                 log.debug("near cache: closing the tracking connection: %s", exc)
+
+
+def _follow(ref: weakref.ref[NearCache]) -> None:
+    """The tracking thread: subscribe, apply pushes, reconnect with backoff; off while not subscribed.
+
+    It holds its near cache only weakly, so it ends once the engine that owned it is gone (a test's, a
+    reset service's) instead of pinging or reconnecting forever.
+    """
+    from redis.exceptions import ResponseError
+
+    delay = 0.05
+    while (near := ref()) is not None:
+        try:
+            connection = near._connect()
+        except ResponseError as exc:  # NOPERM, unknown command: the server will not push
+            near._fall_back(exc)
+            return
+        except Exception as exc:
+            near._lost(exc)
+            del near
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
+            continue
+        del near
+        delay = 0.05
+        try:
+            _listen(connection, ref)
+            return  # the near cache is gone
+        except Exception as exc:
+            if (near := ref()) is None:
+                return
+            near._lost(exc)
+            del near
+
+
+def _listen(connection: Any, ref: weakref.ref[NearCache]) -> None:
+    """Read pushes (applied by the connection's handler) until the connection fails or the near cache is gone."""
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    while True:
+        try:
+            # disconnect_on_error=False: redis-py would otherwise drop the socket on a quiet second, and
+            # the PING below would silently open a new connection without tracking (found by the tests).
+            connection.read_response(push_request=True, timeout=PING_SECONDS, disconnect_on_error=False)
+        except TimeoutError:
+            if ref() is None:
+                connection.disconnect()
+                return
+            if connection._sock is None:  # never let send_command reconnect behind our back
+                raise ConnectionError("near cache: the tracking connection is closed") from None
+            connection.send_command("PING")  # quiet: make sure the server is still there
+            connection.read_response(timeout=PING_SECONDS)
+
+
+def _apply_push(ref: weakref.ref[NearCache], message: list[Any]) -> None:
+    near = ref()
+    if near is not None:
+        near._on_push(message)
