@@ -12,7 +12,7 @@ from cachewarm_infra import acl
 from cachewarm_infra.caches import CACHE_MODE_ENV
 from cachewarm_infra.config import CacheMode, ConfigError, InfraConfig
 from cachewarm_infra.scaled_cache import CLUSTER_PARAMETERS, SERVERLESS_METRIC_DIMENSION, SERVERLESS_PORTS
-from tests.support.infra import get_att_id, resources
+from tests.support.infra import get_att_id, ingress_rules, resources
 
 SPLIT = ["serverless", "cluster"]
 CAPTURE_HANDLER = "cachewarm.change_capture.lambda_handler"
@@ -52,13 +52,6 @@ def broker_security_group(raw: dict) -> str:
     (ref,) = groups(raw)[0]["SecurityGroupIds"]
     return get_att_id(ref)
 
-
-def ingress_rules(raw: dict, group_id: str) -> list[dict]:
-    rules = list(raw["Resources"][group_id]["Properties"].get("SecurityGroupIngress", []))
-    for rule in resources(raw, "AWS::EC2::SecurityGroupIngress").values():
-        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}:
-            rules.append(rule["Properties"])
-    return rules
 
 
 def user_names(raw: dict, group: dict) -> set[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from cachewarm.schema import create_table_request
 from cachewarm.settings import ENV_VARS, SPECS
-from tests.support.infra import get_att_id, only, resources
+from tests.support.infra import get_att_id, ingress_rules, only, resources
 from workers.config import QUEUES
 
 pytestmark = pytest.mark.slow
@@ -39,14 +39,6 @@ FLOWER_OWN = {"FLOWER_READ_ONLY"}
 
 
 
-
-def ingress_rules(raw: dict, group_id: str) -> list[dict]:
-    """Every ingress rule of a security group: inline ones and AWS::EC2::SecurityGroupIngress."""
-    rules = list(raw["Resources"][group_id]["Properties"].get("SecurityGroupIngress", []))
-    for rule in resources(raw, "AWS::EC2::SecurityGroupIngress").values():
-        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}:
-            rules.append(rule["Properties"])
-    return rules
 
 
 def task_definition(raw: dict, container: str) -> tuple[str, dict]:

@@ -9,11 +9,10 @@ import pytest
 from tests.infra.test_cdk_app import (
     REDIS_USER_SECRETS,
     container,
-    ingress_rules,
     service,
     task_role_statements,
 )
-from tests.support.infra import get_att_id, resources
+from tests.support.infra import get_att_id, ingress_rules, resources
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 from cachewarm.keys import KeySchema
 from cachewarm.settings import ENV_VARS
 from cachewarm_infra.config import CONTEXT_KEYS, ConfigError, InfraConfig
-from tests.support.infra import get_att_id, only, resources
+from tests.support.infra import get_att_id, ingress_rules, only, resources
 
 pytestmark = pytest.mark.slow
 
@@ -76,13 +76,6 @@ def redis_security_group(raw: dict) -> tuple[str, int]:
     (group,) = [get_att_id(ref) for ref in groups]
     return group, props["Port"]
 
-
-def ingress_rules(raw: dict, group_id: str) -> list[dict]:
-    rules = list(raw["Resources"][group_id]["Properties"].get("SecurityGroupIngress", []))
-    for rule in resources(raw, "AWS::EC2::SecurityGroupIngress").values():
-        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}:
-            rules.append(rule["Properties"])
-    return rules
 
 
 def alarm_on(raw: dict, namespace: str, metric: str) -> dict:

@@ -15,13 +15,12 @@ every chunk must have succeeded under its own id.
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
 from cachewarm.settings import Settings
-from tests.support.celery_procs import celery_app_for, start_worker
+from tests.support.celery_procs import celery_app_for, group_alive, start_worker
 from tests.support.cli import generate
 from tests.support.tables import count_items, digest, source_items, table_items
 from tests.support.waiting import wait_until
@@ -59,7 +58,7 @@ def test_a_lost_node_mid_load_costs_minutes_with_the_defaults(rel_env, table, le
     first.kill()  # SIGKILL to the whole process group: a lost node, nothing acknowledges or requeues
     killed_at = time.time()
     first.process.wait(10)
-    wait_until(lambda: not _group_alive(first.process.pid), 10, "the killed worker's processes to exit")
+    wait_until(lambda: not group_alive(first.process.pid), 10, "the killed worker's processes to exit")
     ok = ledger.successes("cachewarm.load_chunk")
     running = [i for i in ledger.starts("cachewarm.load_chunk") if not ok[i]]
     finished_at_kill = len(ok)
@@ -96,10 +95,3 @@ def test_a_lost_node_mid_load_costs_minutes_with_the_defaults(rel_env, table, le
            done_after_replacement_start_s=round(done_at - replacement_at, 1), deadline_s=DEADLINE,
            table_count=count, checksum=checksum[:16])
 
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

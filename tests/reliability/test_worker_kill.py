@@ -25,7 +25,7 @@ from cachewarm import service
 from cachewarm.cache import NO_VALUE
 from cachewarm.settings import Settings
 from devstack.dynamo_proxy import DynamoProxy
-from tests.support.celery_procs import celery_app_for, start_worker
+from tests.support.celery_procs import celery_app_for, group_alive, start_worker
 from tests.support.cli import generate
 from tests.support.items import restaurant, review
 from tests.support.tables import batch_put, digest, source_items, table_items
@@ -61,7 +61,7 @@ def test_sigkill_mid_warm_of_1000_names_every_name_warmed_after_redelivery(
         killed_at = time.time()
         running = [i for i in ledger.starts() if not ledger.successes()[i]]
         # Celery's pool children die with their parent (PR_SET_PDEATHSIG): nothing of the old worker runs on.
-        wait_until(lambda: not _group_alive(first.process.pid), 10, "the killed worker's pool processes to exit")
+        wait_until(lambda: not group_alive(first.process.pid), 10, "the killed worker's pool processes to exit")
         in_flight = [i for i in ids if not ledger.successes()[i]]
         assert running, "the kill should land while chunks are running"
 
@@ -95,7 +95,7 @@ def test_sigkill_mid_bulk_load_then_the_table_equals_the_source(rel_env, table, 
     wait_until(lambda: ledger.successes("cachewarm.load_chunk"), 60, "the first chunk to finish")
     sigkill_main(first)
     killed_at = time.time()
-    wait_until(lambda: not _group_alive(first.process.pid), 10, "the killed worker's pool processes to exit")
+    wait_until(lambda: not group_alive(first.process.pid), 10, "the killed worker's pool processes to exit")
     # The bulk load replaced itself by the chord at once (its run ends IGNORED); chunks were running.
     assert ledger.starts("cachewarm.bulk_load")[load_id] == 1 and not ledger.successes("cachewarm.bulk_load")
     ok = ledger.successes()
@@ -124,10 +124,3 @@ def test_sigkill_mid_bulk_load_then_the_table_equals_the_source(rel_env, table, 
            lost=0, duplicates=duplicates, duplicate_bound=2, visibility_timeout_s=VISIBILITY,
            recovery_s=round(recovered, 1), table_count=count, checksum=checksum[:16])
 
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

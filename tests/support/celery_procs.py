@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -84,3 +85,12 @@ def celery_app_for(env: dict[str, str]):
     from workers.app import create_app
 
     return create_app(Settings.from_env(env))
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` (a killed worker and its pool) still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -63,3 +63,12 @@ def get_att_id(value: object) -> str:
     """The logical id a ``Fn::GetAtt`` refers to."""
     assert isinstance(value, dict) and "Fn::GetAtt" in value, value
     return value["Fn::GetAtt"][0]
+
+
+def ingress_rules(raw: dict, group_id: str) -> list[dict]:
+    """Every ingress rule of a security group: inline ones and AWS::EC2::SecurityGroupIngress."""
+    rules = list(raw["Resources"][group_id]["Properties"].get("SecurityGroupIngress", []))
+    for rule in resources(raw, "AWS::EC2::SecurityGroupIngress").values():
+        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}:
+            rules.append(rule["Properties"])
+    return rules
